@@ -1,0 +1,39 @@
+// ESLint flat config: typescript-eslint's type-checked rules, plus the
+// architecture rule from STYLE.md: the queue core imports none of the adapters.
+import tseslint from 'typescript-eslint'
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'data/**', 'eslint.config.js'] },
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-empty': ['error', { allowEmptyCatch: false }],
+    },
+  },
+  {
+    files: ['src/queue/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['aedes*', 'mqtt-packet', 'classic-level', '@grpc/*', 'etcd3', 'prom-client', 'pino'],
+              message: 'src/queue is the core: it owns ports, adapters implement them (STYLE.md).',
+            },
+            {
+              group: ['../protocol/*', '../storage/*', '../cluster/*', '../observability/*', '../config/*'],
+              message: 'src/queue must not depend on adapters (STYLE.md).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+)
