@@ -1,0 +1,26 @@
+/**
+ * Errors the queue core raises. Each has a stable `code`; the MQTT adapter maps codes to MQTT 5
+ * reason codes in one place (src/protocol), so the core never speaks MQTT.
+ */
+export const QueueErrorCodes = {
+  invalidQueueName: 'INVALID_QUEUE_NAME',
+  messageTooLarge: 'MESSAGE_TOO_LARGE',
+  queueFull: 'QUEUE_FULL',
+  unknownMessage: 'UNKNOWN_MESSAGE',
+  ambiguousGroup: 'AMBIGUOUS_GROUP',
+  invalidSettle: 'INVALID_SETTLE',
+  storageFailure: 'STORAGE_FAILURE',
+  closed: 'CLOSED',
+} as const
+export type QueueErrorCode = (typeof QueueErrorCodes)[keyof typeof QueueErrorCodes]
+
+export class QueueError extends Error {
+  override readonly name = 'QueueError'
+  constructor(
+    readonly code: QueueErrorCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+}

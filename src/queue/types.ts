@@ -1,0 +1,146 @@
+/**
+ * The queue core's public vocabulary. The MQTT adapter (src/protocol) talks to the core only through
+ * these types; storage implements {@link QueueStore} from ./store.ts. Nothing here knows about MQTT
+ * packets, aedes or LevelDB.
+ */
+
+/** MQTT 5 publish properties that a queue keeps and hands back on delivery. */
+export interface MessageProperties {
+  contentType?: string
+  responseTopic?: string
+  correlationData?: Uint8Array
+  payloadFormatIndicator?: boolean
+  /** Publisher user properties, in order; a key may repeat. */
+  userProperties?: Array<[string, string]>
+}
+
+/** A message as stored in a queue partition. */
+export interface QueueMessage {
+  /** `<partition>-<seq>`: unique within the queue, parseable back to its partition. */
+  readonly id: string
+  readonly queue: string
+  readonly partition: number
+  /** Per-partition sequence number, starting at 1, strictly increasing. */
+  readonly seq: number
+  readonly payload: Uint8Array
+  readonly properties: MessageProperties
+  readonly enqueuedAtMs: number
+  /** From the MQTT 5 Message Expiry Interval; absent means no TTL. */
+  readonly expiresAtMs?: number
+}
+
+/** What the adapter passes in for a `$queue/<name>` PUBLISH. */
+export interface PublishInput {
+  /** Queue name without the `$queue/` prefix, e.g. `tasks/image-processing`. */
+  queue: string
+  payload: Uint8Array
+  properties: MessageProperties
+  /** Value of the `partition-key` user property, if any. */
+  partitionKey?: string
+  /** Message Expiry Interval in seconds, if the publisher set one. */
+  messageExpirySeconds?: number
+}
+
+/** One delivery of a message to one consumer of one group. */
+export interface Delivery {
+  readonly message: QueueMessage
+  readonly group: string
+  /** 1 on first delivery, incremented on every redelivery (survives restarts). */
+  readonly deliveryCount: number
+}
+
+/**
+ * A connected consumer, implemented by the adapter. The core calls {@link deliver} only while the
+ * consumer has capacity (in-flight deliveries below {@link receiveMaximum} and the queue's limits).
+ */
+export interface ConsumerConnection {
+  /** MQTT client id; unique among connected clients. */
+  readonly clientId: string
+  /** The client's MQTT 5 Receive Maximum (65535 for 3.1.1 clients). */
+  readonly receiveMaximum: number
+  /** Sends the delivery to the client (a QoS 1 PUBLISH on `$queue/<name>`). */
+  deliver(delivery: Delivery): void
+}
+
+export const SettleActions = {
+  ack: 'ack',
+  nack: 'nack',
+  reject: 'reject',
+  extend: 'extend',
+} as const
+export type SettleAction = (typeof SettleActions)[keyof typeof SettleActions]
+
+export interface SettleInput {
+  queue: string
+  messageId: string
+  action: SettleAction
+  /** Optional when the consumer is in exactly one group of the queue. */
+  group?: string
+  /** `$nack` only: retry after this delay instead of the backoff policy. */
+  delayMs?: number
+  /** `$reject` only: carried into the dead letter as user property `reason`. */
+  reason?: string
+}
+
+export const Orderings = { partition: 'partition', strict: 'strict', none: 'none' } as const
+export type Ordering = (typeof Orderings)[keyof typeof Orderings]
+
+/** Per-queue settings; defaults come from config, queues may override any of them. */
+export interface QueueSettings {
+  partitions: number
+  ordering: Ordering
+  maxInflightPerPartition: number
+  maxInflightPerConsumer: number
+  deliveryTimeoutMs: number
+  /** `sync: true` fsyncs every group commit (survives power loss); false survives a killed process. */
+  durability: { sync: boolean }
+  retry: {
+    initialDelayMs: number
+    factor: number
+    maxDelayMs: number
+    maxDeliveries: number
+    totalTimeoutMs: number
+  }
+  maxMessageBytes: number
+  maxDepth: number
+}
+
+export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
+  partitions: 10,
+  ordering: Orderings.partition,
+  maxInflightPerPartition: 1,
+  maxInflightPerConsumer: 100,
+  deliveryTimeoutMs: 30_000,
+  durability: { sync: false },
+  retry: {
+    initialDelayMs: 5_000,
+    factor: 2,
+    maxDelayMs: 300_000,
+    maxDeliveries: 10,
+    totalTimeoutMs: 3 * 60 * 60 * 1000,
+  },
+  maxMessageBytes: 1024 * 1024,
+  maxDepth: 100_000,
+}
+
+export const DeadLetterReasons = {
+  rejected: 'rejected',
+  maxDeliveries: 'max-deliveries',
+  timeout: 'timeout',
+  expired: 'expired',
+} as const
+export type DeadLetterReason = (typeof DeadLetterReasons)[keyof typeof DeadLetterReasons]
+
+/** What the core does; the adapter holds one of these. */
+export interface QueueService {
+  /** Resolves once the message is durably written (group-committed); rejects with a QueueError. */
+  publish(input: PublishInput): Promise<QueueMessage>
+  /** Adds the consumer to `group` of `queue` (creating queue and group on first use). */
+  subscribe(consumer: ConsumerConnection, queue: string, group: string): void
+  /** Removes the consumer from its groups of `queue`; its in-flight deliveries return at once. */
+  unsubscribe(consumer: ConsumerConnection, queue: string): void
+  /** Removes the consumer everywhere; its in-flight deliveries return at once. */
+  disconnect(consumer: ConsumerConnection): void
+  /** Settles a delivery made to `consumer`; rejects with a QueueError for unknown/settled ids. */
+  settle(consumer: ConsumerConnection, input: SettleInput): Promise<void>
+}
