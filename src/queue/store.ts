@@ -1,0 +1,56 @@
+/**
+ * The storage port of the queue core. The core is the only writer; it keeps counters and cursors in
+ * memory and writes every change as one atomic batch of {@link StoreOp}s (group commit). A store
+ * implementation must apply a batch all-or-nothing, and with `sync: true` must not resolve before the
+ * batch is on stable storage.
+ */
+import type { QueueMessage } from './types.js'
+
+/** Durable bookkeeping of one partition of one queue. */
+export interface PartitionMeta {
+  readonly queue: string
+  readonly partition: number
+  /** Highest sequence number ever assigned (never reused, even after every message is deleted). */
+  readonly lastSeq: number
+  /** Messages currently stored in the partition. */
+  readonly count: number
+}
+
+/** Durable progress of one consumer group on one partition. */
+export interface GroupPartitionState {
+  readonly queue: string
+  readonly group: string
+  readonly partition: number
+  /** Every seq <= ackFloor is settled for this group. */
+  readonly ackFloor: number
+  /** Settled seqs above the floor, ascending. */
+  readonly settledAbove: readonly number[]
+  /** Delivered but unsettled: seq -> delivery count so far. */
+  readonly attempts: ReadonlyArray<readonly [seq: number, deliveryCount: number]>
+}
+
+export type StoreOp =
+  | { readonly type: 'putMessage'; readonly message: QueueMessage }
+  | { readonly type: 'deleteMessage'; readonly queue: string; readonly partition: number; readonly seq: number }
+  | { readonly type: 'putPartitionMeta'; readonly meta: PartitionMeta }
+  | { readonly type: 'putGroupState'; readonly state: GroupPartitionState }
+  | { readonly type: 'deleteGroupState'; readonly queue: string; readonly group: string; readonly partition: number }
+  /** Deletes a queue's messages, partition metas and group states (used by purge/delete). */
+  | { readonly type: 'deleteQueue'; readonly queue: string }
+
+/** Everything the core needs in memory after a restart (messages themselves are read lazily). */
+export interface StoredState {
+  readonly partitions: readonly PartitionMeta[]
+  readonly groups: readonly GroupPartitionState[]
+}
+
+export interface QueueStore {
+  open(): Promise<void>
+  close(): Promise<void>
+  /** Applies `ops` atomically, in order. */
+  write(ops: readonly StoreOp[], options: { readonly sync: boolean }): Promise<void>
+  /** Up to `limit` messages of a partition with seq >= fromSeq, ascending by seq. */
+  readMessages(queue: string, partition: number, fromSeq: number, limit: number): Promise<QueueMessage[]>
+  getMessage(queue: string, partition: number, seq: number): Promise<QueueMessage | undefined>
+  loadState(): Promise<StoredState>
+}
