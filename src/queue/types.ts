@@ -135,8 +135,23 @@ export type DeadLetterReason = (typeof DeadLetterReasons)[keyof typeof DeadLette
 export interface QueueService {
   /** Resolves once the message is durably written (group-committed); rejects with a QueueError. */
   publish(input: PublishInput): Promise<QueueMessage>
-  /** Adds the consumer to `group` of `queue` (creating queue and group on first use). */
-  subscribe(consumer: ConsumerConnection, queue: string, group: string): void
+  /**
+   * Adds the consumer to `group` of `queue` (creating queue and group on first use). With
+   * `persistentSession`, the membership is stored so that {@link resumeSession} can restore it.
+   */
+  subscribe(
+    consumer: ConsumerConnection,
+    queue: string,
+    group: string,
+    options?: { persistentSession?: boolean },
+  ): Promise<void>
+  /**
+   * Rejoins every stored membership of `consumer.clientId` (a client that reconnected with its MQTT
+   * session) and returns them.
+   */
+  resumeSession(consumer: ConsumerConnection): Promise<Array<{ queue: string; group: string }>>
+  /** Forgets the stored memberships of a client whose MQTT session ended (clean start or expiry). */
+  endSession(clientId: string): Promise<void>
   /** Removes the consumer from its groups of `queue`; its in-flight deliveries return at once. */
   unsubscribe(consumer: ConsumerConnection, queue: string): void
   /** Removes the consumer everywhere; its in-flight deliveries return at once. */
