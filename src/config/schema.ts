@@ -1,0 +1,283 @@
+/**
+ * Spool's configuration: the typed shape, its defaults, and validation with field-named errors.
+ * Loading (file, env, CLI and their precedence) lives in ./load.ts; this file knows no sources.
+ */
+import { hostname } from 'node:os'
+import { DEFAULT_QUEUE_SETTINGS, Orderings, type QueueSettings } from '../queue/types.js'
+
+export const LogLevels = {
+  fatal: 'fatal',
+  error: 'error',
+  warn: 'warn',
+  info: 'info',
+  debug: 'debug',
+  trace: 'trace',
+  silent: 'silent',
+} as const
+export type LogLevel = (typeof LogLevels)[keyof typeof LogLevels]
+
+/** Settings a config file may give for queues: any subset, nested objects too. */
+export type QueueSettingsOverride = Partial<Omit<QueueSettings, 'durability' | 'retry'>> & {
+  durability?: Partial<QueueSettings['durability']>
+  retry?: Partial<QueueSettings['retry']>
+}
+
+/** The validated, fully-defaulted configuration every adapter receives. */
+export interface SpoolConfig {
+  mqtt: {
+    /** TCP port for MQTT; 0 picks a free port (logged at start). */
+    port: number
+    /** Address every listener (MQTT, WebSocket, HTTP) binds to. */
+    host: string
+  }
+  ws: {
+    /** MQTT over WebSocket port (path `/mqtt`); `null` = no WebSocket listener. 0 = free port. */
+    port: number | null
+  }
+  http: {
+    /** Health/metrics/API port; 0 picks a free port. */
+    port: number
+  }
+  /** Directory for all durable state (sessions, queues). Created if missing. */
+  dataDir: string
+  /** This broker's identity in logs, metrics and (later) the cluster. */
+  nodeId: string
+  log: { level: LogLevel }
+  shutdown: {
+    /** Upper bound for a graceful stop before the process is forced out. */
+    timeoutMs: number
+  }
+  queues: {
+    /** Settings for every queue not listed in `declared` (DEFAULT_QUEUE_SETTINGS + file overrides). */
+    defaults: QueueSettings
+    /** Queues declared in config, each fully resolved: DEFAULT_QUEUE_SETTINGS < defaults < own. */
+    declared: Record<string, QueueSettings>
+  }
+}
+
+/** Defaults before any file, env var or flag; `nodeId` is the machine's hostname. */
+export function defaultConfig(): SpoolConfig {
+  return {
+    mqtt: { port: 1883, host: '0.0.0.0' },
+    ws: { port: null },
+    http: { port: 8080 },
+    dataDir: './data',
+    nodeId: hostname(),
+    log: { level: 'info' },
+    shutdown: { timeoutMs: 10_000 },
+    queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {} },
+  }
+}
+
+/** A config value that does not fit the schema. `field` is the dotted path, e.g. `mqtt.port`. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID'
+  constructor(
+    readonly field: string,
+    readonly expected: string,
+    readonly value: unknown,
+  ) {
+    super(`${field} ${expected}, got ${formatValue(value)}`)
+    this.name = 'ConfigError'
+  }
+}
+
+function formatValue(value: unknown): string {
+  if (value === undefined) return 'nothing'
+  try {
+    return JSON.stringify(value) ?? typeof value
+  } catch {
+    return typeof value
+  }
+}
+
+/**
+ * A raw, unvalidated config tree: what a JSON file holds, with env vars and CLI flags merged in as
+ * strings. {@link validateConfig} turns it into a {@link SpoolConfig}.
+ */
+export type RawConfig = Record<string, unknown>
+
+type Obj = Record<string, unknown>
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** Reads an object-valued field; absent means empty. Rejects keys not in `allowed` (typo guard). */
+function objectAt(raw: unknown, field: string, allowed: readonly string[]): Obj {
+  if (raw === undefined) return {}
+  if (!isObject(raw)) throw new ConfigError(field, 'must be an object', raw)
+  for (const key of Object.keys(raw)) {
+    if (!allowed.includes(key)) {
+      throw new ConfigError(field === '' ? key : `${field}.${key}`, 'is not a known setting', raw[key])
+    }
+  }
+  return raw
+}
+
+/** Integers may come from JSON (number) or env/CLI (decimal string). */
+function integer(raw: unknown, field: string, min: number, max: number, fallback: number): number {
+  if (raw === undefined) return fallback
+  const n = typeof raw === 'string' && /^-?\d+$/.test(raw.trim()) ? Number(raw) : raw
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}-${max}`
+    throw new ConfigError(field, `must be an integer ${range}`, raw)
+  }
+  return n
+}
+
+function numberAtLeast(raw: unknown, field: string, min: number, fallback: number): number {
+  if (raw === undefined) return fallback
+  const n = typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < min) {
+    throw new ConfigError(field, `must be a number >= ${min}`, raw)
+  }
+  return n
+}
+
+function port(raw: unknown, field: string, fallback: number): number {
+  return integer(raw, field, 0, 65535, fallback)
+}
+
+function nonEmptyString(raw: unknown, field: string, fallback: string): string {
+  if (raw === undefined) return fallback
+  if (typeof raw !== 'string' || raw.trim() === '')
+    throw new ConfigError(field, 'must be a non-empty string', raw)
+  return raw
+}
+
+function boolean(raw: unknown, field: string, fallback: boolean): boolean {
+  if (raw === undefined) return fallback
+  if (raw === true || raw === 'true') return true
+  if (raw === false || raw === 'false') return false
+  throw new ConfigError(field, 'must be true or false', raw)
+}
+
+function oneOf<T extends string>(raw: unknown, field: string, values: readonly T[], fallback: T): T {
+  if (raw === undefined) return fallback
+  if (typeof raw !== 'string' || !(values as readonly string[]).includes(raw)) {
+    throw new ConfigError(field, `must be one of ${values.join(', ')}`, raw)
+  }
+  return raw as T
+}
+
+const NODE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+const MAX = Number.MAX_SAFE_INTEGER
+
+function cloneSettings(s: QueueSettings): QueueSettings {
+  return { ...s, durability: { ...s.durability }, retry: { ...s.retry } }
+}
+
+/** Validates a (partial) queue settings object at `field` and lays it over `base`. */
+export function resolveQueueSettings(raw: unknown, field: string, base: QueueSettings): QueueSettings {
+  const o = objectAt(raw, field, [
+    'partitions',
+    'ordering',
+    'maxInflightPerPartition',
+    'maxInflightPerConsumer',
+    'deliveryTimeoutMs',
+    'durability',
+    'retry',
+    'maxMessageBytes',
+    'maxDepth',
+  ])
+  const d = objectAt(o.durability, `${field}.durability`, ['sync'])
+  const r = objectAt(o.retry, `${field}.retry`, [
+    'initialDelayMs',
+    'factor',
+    'maxDelayMs',
+    'maxDeliveries',
+    'totalTimeoutMs',
+  ])
+  const f = (name: string) => `${field}.${name}`
+  return {
+    partitions: integer(o.partitions, f('partitions'), 1, 4096, base.partitions),
+    ordering: oneOf(o.ordering, f('ordering'), Object.values(Orderings), base.ordering),
+    maxInflightPerPartition: integer(
+      o.maxInflightPerPartition,
+      f('maxInflightPerPartition'),
+      1,
+      65535,
+      base.maxInflightPerPartition,
+    ),
+    maxInflightPerConsumer: integer(
+      o.maxInflightPerConsumer,
+      f('maxInflightPerConsumer'),
+      1,
+      65535,
+      base.maxInflightPerConsumer,
+    ),
+    deliveryTimeoutMs: integer(o.deliveryTimeoutMs, f('deliveryTimeoutMs'), 1, MAX, base.deliveryTimeoutMs),
+    durability: { sync: boolean(d.sync, f('durability.sync'), base.durability.sync) },
+    retry: {
+      initialDelayMs: integer(r.initialDelayMs, f('retry.initialDelayMs'), 0, MAX, base.retry.initialDelayMs),
+      factor: numberAtLeast(r.factor, f('retry.factor'), 1, base.retry.factor),
+      maxDelayMs: integer(r.maxDelayMs, f('retry.maxDelayMs'), 0, MAX, base.retry.maxDelayMs),
+      maxDeliveries: integer(r.maxDeliveries, f('retry.maxDeliveries'), 1, MAX, base.retry.maxDeliveries),
+      totalTimeoutMs: integer(r.totalTimeoutMs, f('retry.totalTimeoutMs'), 0, MAX, base.retry.totalTimeoutMs),
+    },
+    maxMessageBytes: integer(
+      o.maxMessageBytes,
+      f('maxMessageBytes'),
+      1,
+      256 * 1024 * 1024,
+      base.maxMessageBytes,
+    ),
+    maxDepth: integer(o.maxDepth, f('maxDepth'), 1, MAX, base.maxDepth),
+  }
+}
+
+/** Queue names are MQTT topic names after `$queue/`: non-empty, no wildcards. */
+function checkQueueName(name: string, field: string): void {
+  if (name === '' || name.includes('+') || name.includes('#') || name.includes('\u0000')) {
+    throw new ConfigError(field, 'must be a queue name without wildcards (+ #)', name)
+  }
+}
+
+/**
+ * Validates a merged raw tree and fills in defaults. Throws {@link ConfigError} naming the first bad
+ * field. Numbers and booleans may be strings (they come from env vars and flags).
+ */
+export function validateConfig(raw: RawConfig): SpoolConfig {
+  const d = defaultConfig()
+  const top = objectAt(raw, '', ['mqtt', 'ws', 'http', 'dataDir', 'nodeId', 'log', 'shutdown', 'queues'])
+  const mqtt = objectAt(top.mqtt, 'mqtt', ['port', 'host'])
+  const ws = objectAt(top.ws, 'ws', ['port'])
+  const http = objectAt(top.http, 'http', ['port'])
+  const log = objectAt(top.log, 'log', ['level'])
+  const shutdown = objectAt(top.shutdown, 'shutdown', ['timeoutMs'])
+  const queues = objectAt(top.queues, 'queues', ['defaults', 'declared'])
+
+  const nodeId = nonEmptyString(top.nodeId, 'nodeId', d.nodeId)
+  if (!NODE_ID.test(nodeId)) {
+    throw new ConfigError('nodeId', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', nodeId)
+  }
+
+  const defaults = resolveQueueSettings(queues.defaults, 'queues.defaults', DEFAULT_QUEUE_SETTINGS)
+  const declaredRaw = queues.declared === undefined ? {} : queues.declared
+  if (!isObject(declaredRaw)) throw new ConfigError('queues.declared', 'must be an object', declaredRaw)
+  const declared: Record<string, QueueSettings> = {}
+  for (const [name, settings] of Object.entries(declaredRaw)) {
+    const field = `queues.declared.${name}`
+    checkQueueName(name, field)
+    declared[name] = resolveQueueSettings(settings ?? {}, field, defaults)
+  }
+
+  return {
+    mqtt: {
+      port: port(mqtt.port, 'mqtt.port', d.mqtt.port),
+      host: nonEmptyString(mqtt.host, 'mqtt.host', d.mqtt.host),
+    },
+    ws: {
+      port: ws.port === null || ws.port === undefined || ws.port === '' ? null : port(ws.port, 'ws.port', 0),
+    },
+    http: { port: port(http.port, 'http.port', d.http.port) },
+    dataDir: nonEmptyString(top.dataDir, 'dataDir', d.dataDir),
+    nodeId,
+    log: { level: oneOf(log.level, 'log.level', Object.values(LogLevels), d.log.level) },
+    shutdown: {
+      timeoutMs: integer(shutdown.timeoutMs, 'shutdown.timeoutMs', 100, 600_000, d.shutdown.timeoutMs),
+    },
+    queues: { defaults, declared },
+  }
+}
