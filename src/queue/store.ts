@@ -29,12 +29,31 @@ export interface GroupPartitionState {
   readonly attempts: ReadonlyArray<readonly [seq: number, deliveryCount: number]>
 }
 
+/** A client's durable place in a consumer group, for MQTT sessions that outlive a connection. */
+export interface Membership {
+  readonly clientId: string
+  readonly queue: string
+  readonly group: string
+}
+
 export type StoreOp =
   | { readonly type: 'putMessage'; readonly message: QueueMessage }
-  | { readonly type: 'deleteMessage'; readonly queue: string; readonly partition: number; readonly seq: number }
+  | {
+      readonly type: 'deleteMessage'
+      readonly queue: string
+      readonly partition: number
+      readonly seq: number
+    }
   | { readonly type: 'putPartitionMeta'; readonly meta: PartitionMeta }
   | { readonly type: 'putGroupState'; readonly state: GroupPartitionState }
-  | { readonly type: 'deleteGroupState'; readonly queue: string; readonly group: string; readonly partition: number }
+  | {
+      readonly type: 'deleteGroupState'
+      readonly queue: string
+      readonly group: string
+      readonly partition: number
+    }
+  | { readonly type: 'putMembership'; readonly membership: Membership }
+  | { readonly type: 'deleteMembership'; readonly membership: Membership }
   /** Deletes a queue's messages, partition metas and group states (used by purge/delete). */
   | { readonly type: 'deleteQueue'; readonly queue: string }
 
@@ -42,6 +61,7 @@ export type StoreOp =
 export interface StoredState {
   readonly partitions: readonly PartitionMeta[]
   readonly groups: readonly GroupPartitionState[]
+  readonly memberships: readonly Membership[]
 }
 
 export interface QueueStore {

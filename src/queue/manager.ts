@@ -1,0 +1,625 @@
+import { retryDelayMs } from './backoff.js'
+import { systemClock, type Clock } from './clock.js'
+import { ConsumerGroup, ConsumerState, Member } from './consumer-group.js'
+import { QueueError, QueueErrorCodes } from './errors.js'
+import { GroupCommit, type SnapshotSource } from './group-commit.js'
+import { GroupProgress } from './group-progress.js'
+import { silentLogger, type QueueLogger } from './logger.js'
+import type { DeliveryHost } from './partition-worker.js'
+import { Queue } from './queue.js'
+import { queueNameProblem, resolveQueueSettings, type QueueSettingsOverrides } from './settings.js'
+import type { Membership, QueueStore, StoreOp } from './store.js'
+import { TimerQueue } from './timer-queue.js'
+import {
+  DEFAULT_QUEUE_SETTINGS,
+  DeadLetterReasons,
+  SettleActions,
+  type ConsumerConnection,
+  type DeadLetterReason,
+  type MessageProperties,
+  type PublishInput,
+  type QueueMessage,
+  type QueueService,
+  type QueueSettings,
+  type SettleInput,
+} from './types.js'
+
+export interface QueueManagerOptions {
+  store: QueueStore
+  /** Settings of every queue not declared below. */
+  defaults?: QueueSettings
+  /** Queues with their own settings, by name (without `$queue/`). */
+  declared?: Readonly<Record<string, QueueSettingsOverrides>>
+  clock?: Clock
+  logger?: QueueLogger
+}
+
+/** Dead letters of queue `<name>` go to the ordinary queue `dlq/<name>`. */
+export const DEAD_LETTER_PREFIX = 'dlq/'
+
+/**
+ * The queue core: owns queues, consumer groups, deliveries and settles, and is the only writer of
+ * the store. Everything in memory is derived from the store at {@link open}; every change is
+ * written through one {@link GroupCommit}.
+ */
+export class QueueManager implements QueueService, DeliveryHost {
+  readonly logger: QueueLogger
+  private readonly store: QueueStore
+  private readonly clock: Clock
+  private readonly timers: TimerQueue
+  private readonly commits: GroupCommit
+  private readonly defaults: QueueSettings
+  private readonly declared: Readonly<Record<string, QueueSettingsOverrides>>
+  private readonly queues = new Map<string, Queue>()
+  private readonly consumers = new Map<string, ConsumerState>()
+  /** Stored memberships by client id, for persistent sessions. */
+  private readonly memberships = new Map<string, Membership[]>()
+  private opened = false
+
+  constructor(options: QueueManagerOptions) {
+    this.store = options.store
+    this.clock = options.clock ?? systemClock
+    this.logger = options.logger ?? silentLogger
+    this.defaults = options.defaults ?? DEFAULT_QUEUE_SETTINGS
+    this.declared = options.declared ?? {}
+    this.timers = new TimerQueue(this.clock)
+    this.commits = new GroupCommit(this.store)
+  }
+
+  /** Opens the store and rebuilds queues, groups and memberships from it. */
+  async open(): Promise<void> {
+    await this.store.open()
+    const state = await this.store.loadState()
+    for (const meta of state.partitions) {
+      const queue = this.queueNamed(meta.queue)
+      queue.ensurePartitions(meta.partition + 1)
+      queue.log(meta.partition).restore(meta)
+    }
+    for (const stored of state.groups) {
+      const queue = this.queueNamed(stored.queue)
+      queue.ensurePartitions(stored.partition + 1)
+      const group = this.groupOf(queue, stored.group)
+      group.progress[stored.partition] = GroupProgress.fromState(stored)
+    }
+    for (const membership of state.memberships) this.rememberMembership(membership)
+    this.opened = true
+    this.logger.info(
+      { queues: this.queues.size, groups: state.groups.length, memberships: state.memberships.length },
+      'queue state loaded',
+    )
+  }
+
+  /** Stops timers and writes what is pending; in-flight deliveries stay unsettled in storage. */
+  async close(): Promise<void> {
+    if (!this.opened) return
+    this.opened = false
+    this.timers.stop()
+    await this.commits.close()
+    await this.store.close()
+  }
+
+  async publish(input: PublishInput): Promise<QueueMessage> {
+    this.assertOpen()
+    this.assertQueueName(input.queue)
+    const queue = this.queueNamed(input.queue)
+    const settings = queue.settings
+    if (input.payload.byteLength > settings.maxMessageBytes) {
+      throw new QueueError(
+        QueueErrorCodes.messageTooLarge,
+        `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
+      )
+    }
+    if (queue.depth() >= settings.maxDepth) {
+      throw new QueueError(
+        QueueErrorCodes.queueFull,
+        `queue ${queue.name} is full (maxDepth ${settings.maxDepth} messages)`,
+      )
+    }
+    const now = this.clock.now()
+    const expiresAtMs =
+      input.messageExpirySeconds === undefined ? undefined : now + input.messageExpirySeconds * 1000
+    const message = this.append(queue, queue.partitionFor(input.partitionKey), {
+      payload: input.payload,
+      properties: input.properties,
+      enqueuedAtMs: now,
+      ...(expiresAtMs === undefined ? {} : { expiresAtMs }),
+    })
+    await this.commitAppend(queue, message, [], new Map(), settings.durability.sync)
+    return message
+  }
+
+  async subscribe(
+    connection: ConsumerConnection,
+    queueName: string,
+    groupName: string,
+    options: { persistentSession?: boolean } = {},
+  ): Promise<void> {
+    this.assertOpen()
+    this.assertQueueName(queueName)
+    const queue = this.queueNamed(queueName)
+    const created = !queue.groups.has(groupName)
+    const group = this.groupOf(queue, groupName)
+    const consumer = this.consumerFor(connection)
+    if (group.memberOf(consumer) === undefined) {
+      const member = new Member(consumer, group)
+      group.members.push(member)
+      consumer.members.add(member)
+      this.logger.debug(
+        { queue: queueName, group: groupName, clientId: connection.clientId, members: group.members.length },
+        'consumer joined group',
+      )
+    }
+    const ops: StoreOp[] = []
+    const membership = { clientId: connection.clientId, queue: queueName, group: groupName }
+    if (options.persistentSession === true && this.rememberMembership(membership)) {
+      ops.push({ type: 'putMembership', membership })
+    }
+    const snapshots = new Map<string, SnapshotSource>()
+    // A new group starts at the oldest stored message of each partition, and exists durably from now.
+    if (created)
+      for (const log of queue.logs)
+        this.addProgressSnapshot(snapshots, group.progressFor(log.partition, log.firstSeq - 1))
+    queue.wakeAll()
+    if (ops.length > 0 || snapshots.size > 0) await this.commits.commit(ops, snapshots, false)
+  }
+
+  async resumeSession(connection: ConsumerConnection): Promise<Array<{ queue: string; group: string }>> {
+    const stored = [...(this.memberships.get(connection.clientId) ?? [])]
+    for (const membership of stored) await this.subscribe(connection, membership.queue, membership.group)
+    return stored.map(({ queue, group }) => ({ queue, group }))
+  }
+
+  async endSession(clientId: string): Promise<void> {
+    const stored = this.memberships.get(clientId)
+    if (stored === undefined) return
+    this.memberships.delete(clientId)
+    const ops = stored.map((membership): StoreOp => ({ type: 'deleteMembership', membership }))
+    await this.commits.commit(ops, new Map(), false)
+  }
+
+  unsubscribe(connection: ConsumerConnection, queueName: string): void {
+    const consumer = this.consumers.get(connection.clientId)
+    if (consumer?.connection !== connection) return
+    for (const member of [...consumer.members]) {
+      if (member.group.queue === queueName) this.removeMember(member)
+    }
+    const stored = this.memberships.get(connection.clientId)
+    const forgotten = stored?.filter((membership) => membership.queue === queueName) ?? []
+    if (forgotten.length > 0) {
+      this.memberships.set(
+        connection.clientId,
+        stored!.filter((membership) => membership.queue !== queueName),
+      )
+      const ops = forgotten.map((membership): StoreOp => ({ type: 'deleteMembership', membership }))
+      this.commits
+        .commit(ops, new Map(), false)
+        .catch((error: unknown) => this.logWriteFailure(error, queueName))
+    }
+  }
+
+  disconnect(connection: ConsumerConnection): void {
+    const consumer = this.consumers.get(connection.clientId)
+    if (consumer?.connection !== connection) return
+    for (const member of [...consumer.members]) this.removeMember(member)
+    this.consumers.delete(connection.clientId)
+  }
+
+  async settle(connection: ConsumerConnection, input: SettleInput): Promise<void> {
+    this.assertOpen()
+    const queue = this.queues.get(input.queue)
+    if (queue === undefined) throw this.unknown(input, `queue ${input.queue} does not exist`)
+    const parsed = parseMessageId(input.messageId)
+    if (parsed === undefined || parsed.partition >= queue.logs.length) {
+      throw this.unknown(input, `message-id "${input.messageId}" is not a message id of queue ${queue.name}`)
+    }
+    const group = this.groupForSettle(connection, queue, input)
+    const progress = group.progress[parsed.partition]
+    const log = queue.log(parsed.partition)
+    const seq = parsed.seq
+    if (progress === undefined || seq > log.committedSeq || seq < 1) {
+      throw this.unknown(input, `message ${input.messageId} is unknown in queue ${queue.name}`)
+    }
+    if (progress.isSettled(seq)) {
+      throw this.unknown(input, `message ${input.messageId} is already settled for group ${group.name}`)
+    }
+    if (!progress.attempts.has(seq)) {
+      throw this.unknown(input, `message ${input.messageId} has not been delivered to group ${group.name}`)
+    }
+    const inflight = progress.inflight.get(seq)
+    if (inflight !== undefined && inflight.member.consumer.connection !== connection) {
+      throw this.unknown(input, `message ${input.messageId} is in flight to another consumer`)
+    }
+    if (
+      inflight === undefined &&
+      (input.action === SettleActions.nack || input.action === SettleActions.extend)
+    ) {
+      throw this.unknown(
+        input,
+        `message ${input.messageId} is not in flight (its delivery timed out or returned)`,
+      )
+    }
+    switch (input.action) {
+      case SettleActions.extend: {
+        inflight!.deadline.cancel()
+        inflight!.deadline = this.deadlineFor(queue, group, progress, seq)
+        return
+      }
+      case SettleActions.ack: {
+        this.releaseInflight(queue, progress, seq)
+        return this.commitSettled(queue, progress, seq)
+      }
+      case SettleActions.nack: {
+        const released = this.releaseInflight(queue, progress, seq)!
+        const delayMs = input.delayMs ?? retryDelayMs(queue.settings.retry, progress.attempts.get(seq) ?? 1)
+        return this.retryLater(queue, group, progress, released.message, delayMs)
+      }
+      case SettleActions.reject: {
+        const released = this.releaseInflight(queue, progress, seq)
+        const message = released?.message ?? (await this.readMessage(queue, parsed.partition, seq))
+        return this.deadLetter(queue, group, progress, message, DeadLetterReasons.rejected, input.reason)
+      }
+    }
+  }
+
+  /** DeliveryHost: bookkeeping of one delivery, then the write to the consumer. */
+  deliver(group: ConsumerGroup, progress: GroupProgress, member: Member, message: QueueMessage): void {
+    const queue = this.queueNamed(group.queue)
+    const now = this.clock.now()
+    if (message.expiresAtMs !== undefined && message.expiresAtMs <= now) {
+      progress.skip(message.seq)
+      void this.deadLetter(queue, group, progress, message, DeadLetterReasons.expired).catch(
+        (error: unknown) => this.logWriteFailure(error, queue.name),
+      )
+      return
+    }
+    const deliveryCount = progress.take(message.seq)
+    member.inflight++
+    member.consumer.inflight++
+    progress.inflight.set(message.seq, {
+      message,
+      member,
+      deadline: this.deadlineFor(queue, group, progress, message.seq),
+    })
+    this.saveProgress(queue, progress)
+    member.consumer.connection.deliver({ message, group: group.name, deliveryCount })
+  }
+
+  skipMissing(group: ConsumerGroup, progress: GroupProgress, seq: number): void {
+    this.logger.error(
+      { queue: group.queue, group: group.name, partition: progress.partition, seq },
+      'message missing from storage; skipped',
+    )
+    const queue = this.queueNamed(group.queue)
+    progress.skip(seq)
+    void this.commitSettled(queue, progress, seq).catch((error: unknown) =>
+      this.logWriteFailure(error, queue.name),
+    )
+  }
+
+  /** Stored messages of a queue, or undefined if it does not exist. */
+  depth(queueName: string): number | undefined {
+    return this.queues.get(queueName)?.depth()
+  }
+
+  private append(
+    queue: Queue,
+    partition: number,
+    content: Pick<QueueMessage, 'payload' | 'properties' | 'enqueuedAtMs' | 'expiresAtMs'>,
+  ): QueueMessage {
+    const log = queue.log(partition)
+    const seq = log.nextSeq()
+    const message: QueueMessage = {
+      id: `${partition}-${seq}`,
+      queue: queue.name,
+      partition,
+      seq,
+      payload: content.payload,
+      properties: content.properties,
+      enqueuedAtMs: content.enqueuedAtMs,
+      ...(content.expiresAtMs === undefined ? {} : { expiresAtMs: content.expiresAtMs }),
+    }
+    log.append(message)
+    return message
+  }
+
+  /** Commits an appended message with `ops`, then makes it visible to the partition's worker. */
+  private async commitAppend(
+    queue: Queue,
+    message: QueueMessage,
+    ops: StoreOp[],
+    snapshots: Map<string, SnapshotSource>,
+    sync: boolean,
+  ): Promise<void> {
+    const log = queue.log(message.partition)
+    snapshots.set(`p\u0000${queue.name}\u0000${log.partition}`, () => log.metaOp())
+    try {
+      await this.commits.commit([{ type: 'putMessage', message }, ...ops], snapshots, sync)
+    } catch (error) {
+      this.logger.error(
+        { err: error, queue: queue.name, partition: message.partition },
+        'storage write failed',
+      )
+      throw new QueueError(QueueErrorCodes.storageFailure, 'storage write failed', { cause: error })
+    }
+    log.markCommitted(message.seq)
+    queue.wake(message.partition)
+  }
+
+  private deadlineFor(queue: Queue, group: ConsumerGroup, progress: GroupProgress, seq: number) {
+    return this.timers.schedule(this.clock.now() + queue.settings.deliveryTimeoutMs, () => {
+      const released = this.releaseInflight(queue, progress, seq)
+      if (released === undefined) return
+      this.logger.info(
+        {
+          queue: queue.name,
+          group: group.name,
+          partition: progress.partition,
+          messageId: released.message.id,
+        },
+        'delivery timed out',
+      )
+      const delayMs = retryDelayMs(queue.settings.retry, progress.attempts.get(seq) ?? 1)
+      void this.retryLater(queue, group, progress, released.message, delayMs).catch((error: unknown) =>
+        this.logWriteFailure(error, queue.name),
+      )
+    })
+  }
+
+  /** Ends an in-flight delivery (settled, failed or returned) and frees the consumer's capacity. */
+  private releaseInflight(queue: Queue, progress: GroupProgress, seq: number) {
+    const inflight = progress.inflight.get(seq)
+    if (inflight === undefined) return undefined
+    progress.inflight.delete(seq)
+    inflight.deadline.cancel()
+    const member = inflight.member
+    const consumerWasFull = !member.consumer.hasCapacity()
+    member.inflight--
+    member.consumer.inflight--
+    queue.wake(progress.partition)
+    // A consumer at its Receive Maximum may be waited on by partitions of other queues too.
+    if (consumerWasFull)
+      for (const other of member.consumer.members) this.queueNamed(other.group.queue).wakeAll()
+    return inflight
+  }
+
+  /** A failed delivery: due again after `delayMs`, or dead-lettered once retries are spent. */
+  private async retryLater(
+    queue: Queue,
+    group: ConsumerGroup,
+    progress: GroupProgress,
+    message: QueueMessage,
+    delayMs: number,
+  ): Promise<void> {
+    const retry = queue.settings.retry
+    const seq = message.seq
+    const now = this.clock.now()
+    if ((progress.attempts.get(seq) ?? 0) >= retry.maxDeliveries) {
+      return this.deadLetter(queue, group, progress, message, DeadLetterReasons.maxDeliveries)
+    }
+    if (now + delayMs - message.enqueuedAtMs > retry.totalTimeoutMs) {
+      return this.deadLetter(queue, group, progress, message, DeadLetterReasons.timeout)
+    }
+    if (delayMs <= 0) {
+      progress.giveBack(seq)
+      queue.wake(progress.partition)
+      return
+    }
+    progress.waiting.set(
+      seq,
+      this.timers.schedule(now + delayMs, () => {
+        progress.waiting.delete(seq)
+        progress.giveBack(seq)
+        queue.wake(progress.partition)
+      }),
+    )
+    // Without a waiting entry the partition may deliver past it (ordered mode): wake to re-check.
+    queue.wake(progress.partition)
+  }
+
+  /** Moves a message to `dlq/<queue>` and settles it for the group, in one atomic batch. */
+  private async deadLetter(
+    queue: Queue,
+    group: ConsumerGroup,
+    progress: GroupProgress,
+    message: QueueMessage,
+    reason: DeadLetterReason,
+    rejectReason?: string,
+  ): Promise<void> {
+    const deadLetters = this.queueNamed(DEAD_LETTER_PREFIX + queue.name)
+    const userProperties: Array<[string, string]> = [
+      ...(message.properties.userProperties ?? []),
+      ['dlq-reason', reason],
+      ['dlq-original-queue', queue.name],
+      ['dlq-original-group', group.name],
+      ['dlq-original-message-id', message.id],
+      ['delivery-count', String(progress.attempts.get(message.seq) ?? 0)],
+    ]
+    if (rejectReason !== undefined) userProperties.push(['reason', rejectReason])
+    const properties: MessageProperties = { ...message.properties, userProperties }
+    const deadLetter = this.append(deadLetters, deadLetters.partitionFor(undefined), {
+      payload: message.payload,
+      properties,
+      enqueuedAtMs: this.clock.now(),
+    })
+    const { ops, snapshots } = this.settleOps(queue, progress, message.seq)
+    this.logger.info(
+      {
+        queue: queue.name,
+        group: group.name,
+        partition: message.partition,
+        messageId: message.id,
+        reason,
+        deadLetterId: deadLetter.id,
+      },
+      'message dead-lettered',
+    )
+    await this.commitAppend(
+      deadLetters,
+      deadLetter,
+      ops,
+      snapshots,
+      queue.settings.durability.sync || deadLetters.settings.durability.sync,
+    )
+  }
+
+  private async commitSettled(queue: Queue, progress: GroupProgress, seq: number): Promise<void> {
+    const { ops, snapshots } = this.settleOps(queue, progress, seq)
+    await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
+  }
+
+  /** Settles `seq` for the group and deletes what every group of the queue has now settled. */
+  private settleOps(queue: Queue, progress: GroupProgress, seq: number) {
+    const snapshots = new Map<string, SnapshotSource>()
+    this.addProgressSnapshot(snapshots, progress)
+    const ops: StoreOp[] = []
+    if (progress.settle(seq)) {
+      const log = queue.log(progress.partition)
+      let floor = Infinity
+      for (const group of queue.groups.values()) {
+        floor = Math.min(floor, group.progress[progress.partition]?.ackFloor ?? log.firstSeq - 1)
+      }
+      if (floor >= log.firstSeq) {
+        ops.push(...log.deleteThrough(floor))
+        snapshots.set(`p\u0000${queue.name}\u0000${log.partition}`, () => log.metaOp())
+      }
+    }
+    return { ops, snapshots }
+  }
+
+  private saveProgress(queue: Queue, progress: GroupProgress): void {
+    const snapshots = new Map<string, SnapshotSource>()
+    this.addProgressSnapshot(snapshots, progress)
+    this.commits
+      .commit([], snapshots, false)
+      .catch((error: unknown) => this.logWriteFailure(error, queue.name))
+  }
+
+  private addProgressSnapshot(snapshots: Map<string, SnapshotSource>, progress: GroupProgress): void {
+    snapshots.set(`g\u0000${progress.queue}\u0000${progress.group}\u0000${progress.partition}`, () => ({
+      type: 'putGroupState',
+      state: progress.toState(),
+    }))
+  }
+
+  private removeMember(member: Member): void {
+    const group = member.group
+    const queue = this.queueNamed(group.queue)
+    for (const progress of group.progress) {
+      if (progress === undefined) continue
+      for (const [seq, inflight] of [...progress.inflight]) {
+        if (inflight.member !== member) continue
+        const released = this.releaseInflight(queue, progress, seq)!
+        // A consumer that goes away returns its deliveries at once, not after a backoff.
+        void this.retryLater(queue, group, progress, released.message, 0).catch((error: unknown) =>
+          this.logWriteFailure(error, queue.name),
+        )
+      }
+    }
+    group.members.splice(group.members.indexOf(member), 1)
+    member.consumer.members.delete(member)
+    this.logger.debug(
+      { queue: queue.name, group: group.name, clientId: member.consumer.connection.clientId },
+      'consumer left group',
+    )
+    queue.wakeAll()
+  }
+
+  private groupForSettle(connection: ConsumerConnection, queue: Queue, input: SettleInput): ConsumerGroup {
+    if (input.group !== undefined) {
+      const group = queue.groups.get(input.group)
+      if (group === undefined)
+        throw this.unknown(input, `group ${input.group} does not exist on queue ${queue.name}`)
+      return group
+    }
+    const consumer = this.consumers.get(connection.clientId)
+    const groups = [...(consumer?.members ?? [])]
+      .filter((member) => member.group.queue === queue.name)
+      .map((member) => member.group)
+    const only = groups[0]
+    if (only === undefined) {
+      throw this.unknown(
+        input,
+        `client is not a consumer of queue ${queue.name}; set the group-id user property`,
+      )
+    }
+    if (groups.length > 1) {
+      throw new QueueError(
+        QueueErrorCodes.ambiguousGroup,
+        `client consumes queue ${queue.name} in ${groups.length} groups; set the group-id user property`,
+      )
+    }
+    return only
+  }
+
+  private async readMessage(queue: Queue, partition: number, seq: number): Promise<QueueMessage> {
+    const message =
+      queue.log(partition).cached(seq) ?? (await this.store.getMessage(queue.name, partition, seq))
+    if (message === undefined) {
+      throw new QueueError(QueueErrorCodes.storageFailure, `message ${partition}-${seq} missing from storage`)
+    }
+    return message
+  }
+
+  private consumerFor(connection: ConsumerConnection): ConsumerState {
+    const existing = this.consumers.get(connection.clientId)
+    if (existing?.connection === connection) return existing
+    // A new connection under the same client id takes over (MQTT session takeover).
+    if (existing !== undefined) this.disconnect(existing.connection)
+    const consumer = new ConsumerState(connection)
+    this.consumers.set(connection.clientId, consumer)
+    return consumer
+  }
+
+  private queueNamed(name: string): Queue {
+    let queue = this.queues.get(name)
+    if (queue === undefined) {
+      const settings = resolveQueueSettings(this.defaults, this.declared[name])
+      queue = new Queue(name, settings, this.store, this)
+      this.queues.set(name, queue)
+    }
+    return queue
+  }
+
+  private groupOf(queue: Queue, name: string): ConsumerGroup {
+    let group = queue.groups.get(name)
+    if (group === undefined) {
+      group = new ConsumerGroup(queue.name, name)
+      queue.groups.set(name, group)
+    }
+    return group
+  }
+
+  /** Returns true when the membership was not known yet. */
+  private rememberMembership(membership: Membership): boolean {
+    const stored = this.memberships.get(membership.clientId) ?? []
+    if (stored.some((known) => known.queue === membership.queue && known.group === membership.group))
+      return false
+    stored.push(membership)
+    this.memberships.set(membership.clientId, stored)
+    return true
+  }
+
+  private assertQueueName(name: string): void {
+    const problem = queueNameProblem(name)
+    if (problem !== undefined) throw new QueueError(QueueErrorCodes.invalidQueueName, problem)
+  }
+
+  private assertOpen(): void {
+    if (!this.opened) throw new QueueError(QueueErrorCodes.closed, 'queue manager is not open')
+  }
+
+  private unknown(input: SettleInput, detail: string): QueueError {
+    return new QueueError(QueueErrorCodes.unknownMessage, `cannot ${input.action}: ${detail}`)
+  }
+
+  private logWriteFailure(error: unknown, queue: string): void {
+    this.logger.error({ err: error, queue }, 'queue state write failed')
+  }
+}
+
+/** Parses `<partition>-<seq>`; undefined when malformed. */
+export function parseMessageId(id: string): { partition: number; seq: number } | undefined {
+  const match = /^(\d{1,6})-(\d{1,15})$/.exec(id)
+  if (match === null) return undefined
+  return { partition: Number(match[1]), seq: Number(match[2]) }
+}

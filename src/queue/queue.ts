@@ -1,0 +1,58 @@
+import { ConsumerGroup } from './consumer-group.js'
+import { PartitionLog } from './partition-log.js'
+import { PartitionWorker, type DeliveryHost } from './partition-worker.js'
+import { Partitioner } from './partitioner.js'
+import type { QueueStore } from './store.js'
+import type { QueueSettings } from './types.js'
+
+/** One queue: its partitions (log + worker each), its consumer groups and its settings. */
+export class Queue {
+  readonly logs: PartitionLog[] = []
+  readonly workers: PartitionWorker[] = []
+  readonly groups = new Map<string, ConsumerGroup>()
+  private partitioner: Partitioner
+
+  constructor(
+    readonly name: string,
+    public settings: QueueSettings,
+    private readonly store: QueueStore,
+    private readonly host: DeliveryHost,
+  ) {
+    this.partitioner = new Partitioner(settings.partitions)
+    this.ensurePartitions(settings.partitions)
+  }
+
+  /** Partitions found in storage beyond the configured count stay served until drained. */
+  ensurePartitions(count: number): void {
+    for (let partition = this.logs.length; partition < count; partition++) {
+      const log = new PartitionLog(this.name, partition, this.store)
+      this.logs.push(log)
+      this.workers.push(new PartitionWorker(log, this.groups, () => this.settings, this.host))
+    }
+  }
+
+  partitionFor(partitionKey: string | undefined): number {
+    return this.partitioner.partitionFor(partitionKey)
+  }
+
+  log(partition: number): PartitionLog {
+    const log = this.logs[partition]
+    if (log === undefined) throw new RangeError(`queue ${this.name} has no partition ${partition}`)
+    return log
+  }
+
+  /** Stored messages, all partitions (O(partitions)). */
+  depth(): number {
+    let depth = 0
+    for (const log of this.logs) depth += log.count
+    return depth
+  }
+
+  wakeAll(): void {
+    for (const worker of this.workers) worker.wake()
+  }
+
+  wake(partition: number): void {
+    this.workers[partition]?.wake()
+  }
+}
