@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+/**
+ * Composition root: `spool start [flags]`. Parses the command line and config, starts the server,
+ * and turns SIGTERM/SIGINT into a graceful stop bounded by `shutdown.timeoutMs`.
+ *
+ * Exit codes: 0 clean stop; 1 start-up failure or forced stop; 2 bad command line or config.
+ */
+import { ConfigError, loadConfig, USAGE, UsageError, type LoadResult } from './config/index.js'
+import { startServer } from './server.js'
+
+const EXIT_OK = 0
+const EXIT_FAILURE = 1
+const EXIT_USAGE = 2
+
+async function main(argv: readonly string[]): Promise<void> {
+  let loaded: LoadResult
+  try {
+    loaded = loadConfig({ argv, env: process.env })
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`spool: invalid config: ${err.message}\n`)
+    } else if (err instanceof UsageError) {
+      process.stderr.write(`spool: ${err.message}\n${USAGE}\n`)
+    } else {
+      throw err
+    }
+    process.exitCode = EXIT_USAGE
+    return
+  }
+  if (loaded.command !== 'start') {
+    process.stderr.write(`spool: unknown command "${loaded.command}"\n${USAGE}\n`)
+    process.exitCode = EXIT_USAGE
+    return
+  }
+
+  const { config } = loaded
+  const server = await startServer(config)
+  const { logger } = server
+
+  let stopping = false
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now')
+      process.exit(EXIT_FAILURE)
+    }
+    stopping = true
+    logger.info({ signal, timeoutMs: config.shutdown.timeoutMs }, 'shutting down')
+    const force = setTimeout(() => {
+      logger.error({ timeoutMs: config.shutdown.timeoutMs }, 'graceful shutdown timed out: forcing exit')
+      process.exit(EXIT_FAILURE)
+    }, config.shutdown.timeoutMs)
+    server.close().then(
+      () => {
+        clearTimeout(force)
+        process.exit(EXIT_OK)
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed')
+        process.exit(EXIT_FAILURE)
+      },
+    )
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  process.stderr.write(
+    `spool: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  )
+  process.exit(EXIT_FAILURE)
+})

@@ -1,0 +1,130 @@
+/**
+ * Starts a whole Spool node in-process: data dir, logger, session storage, aedes, listeners, HTTP.
+ * main.ts calls this after parsing the command line; integration tests call it directly (port 0,
+ * temp data dir). Shutdown order is the reverse of start-up.
+ */
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import type { Aedes } from 'aedes'
+import type { SpoolConfig } from './config/index.js'
+import { createLogger, type Logger } from './observability/logger.js'
+import { createOpsHttpServer, type OpsHttpServer } from './observability/http.js'
+import { createMqttBroker, type MqttBroker } from './protocol/broker.js'
+import type { BrokerHooks } from './protocol/hooks.js'
+import { LevelPersistence } from './protocol/persistence/level-persistence.js'
+
+/** What an extension (e.g. the queue adapter) gets to wire itself in before clients can connect. */
+export interface ServerContext {
+  readonly config: SpoolConfig
+  readonly logger: Logger
+  /** Absolute data directory; created before extensions run. Put your state in a subdirectory. */
+  readonly dataDir: string
+  readonly aedes: Aedes
+  readonly hooks: BrokerHooks
+  readonly http: OpsHttpServer
+}
+
+/**
+ * Runs after aedes and session storage are open and before any listener accepts a connection.
+ * Return a function to be awaited at shutdown (after clients are disconnected, before session
+ * storage closes), e.g. to flush a queue store.
+ */
+export type ServerExtension = (ctx: ServerContext) => Promise<(() => Promise<void>) | void>
+
+export interface StartOptions {
+  /** Defaults to a pino logger on stdout at `config.log.level`. */
+  logger?: Logger
+  /** Wired in order; see {@link ServerExtension}. The queue adapter goes here. */
+  extensions?: ServerExtension[]
+}
+
+export interface RunningServer {
+  readonly config: SpoolConfig
+  readonly logger: Logger
+  readonly dataDir: string
+  readonly aedes: Aedes
+  readonly hooks: BrokerHooks
+  readonly broker: MqttBroker
+  readonly http: OpsHttpServer
+  /** Bound ports (the real ones when config asked for 0). */
+  readonly mqttPort: number
+  readonly wsPort: number | null
+  readonly httpPort: number
+  /** Graceful stop: stop accepting, DISCONNECT 0x8B to v5 clients, close aedes, flush storage. Idempotent. */
+  close(): Promise<void>
+}
+
+export async function startServer(config: SpoolConfig, options: StartOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger({ level: config.log.level, nodeId: config.nodeId })
+  const dataDir = resolve(config.dataDir)
+  await mkdir(dataDir, { recursive: true })
+
+  const state = { storageOpen: false, listening: false }
+  const http = createOpsHttpServer({
+    logger,
+    readiness: () => ({ listeners: state.listening, storage: state.storageOpen }),
+  })
+  // HTTP first, so /healthz answers (and /readyz says 503) while storage loads.
+  const httpPort = await http.listen(config.http.port, config.mqtt.host)
+  logger.info({ listener: 'http', host: config.mqtt.host, port: httpPort }, 'listening')
+
+  const closers: Array<() => Promise<void>> = []
+  let broker: MqttBroker | null = null
+  let persistence: LevelPersistence | null = null
+  const stop = async (): Promise<void> => {
+    state.listening = false
+    if (broker !== null) await broker.close()
+    for (const close of closers.reverse()) await close()
+    if (persistence !== null && state.storageOpen) {
+      state.storageOpen = false
+      await persistence.destroy()
+    }
+    await http.close()
+  }
+
+  try {
+    persistence = new LevelPersistence({ path: join(dataDir, 'sessions') })
+    broker = await createMqttBroker({
+      nodeId: config.nodeId,
+      host: config.mqtt.host,
+      mqttPort: config.mqtt.port,
+      wsPort: config.ws.port,
+      persistence,
+      logger,
+    })
+    state.storageOpen = true // aedes ran persistence.setup(), which opened and loaded LevelDB
+
+    const ctx: ServerContext = { config, logger, dataDir, aedes: broker.aedes, hooks: broker.hooks, http }
+    // Seam: the queue adapter (attachQueues) is wired here, via options.extensions.
+    for (const extension of options.extensions ?? []) {
+      const close = await extension(ctx)
+      if (close) closers.push(close)
+    }
+
+    const ports = await broker.listen()
+    state.listening = true
+    logger.info({ dataDir, mqttPort: ports.mqttPort, wsPort: ports.wsPort, httpPort }, 'spool started')
+
+    let closing: Promise<void> | null = null
+    const running: RunningServer = {
+      config,
+      logger,
+      dataDir,
+      aedes: broker.aedes,
+      hooks: broker.hooks,
+      broker,
+      http,
+      mqttPort: ports.mqttPort,
+      wsPort: ports.wsPort,
+      httpPort,
+      close() {
+        closing ??= stop().then(() => logger.info('spool stopped'))
+        return closing
+      },
+    }
+    return running
+  } catch (err) {
+    await stop().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'cleanup after failed start'))
+    throw err
+  }
+}
