@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+
+import { QueueError } from '../../src/queue/errors.js'
+import { QueueManager } from '../../src/queue/manager.js'
+import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
+import type { ConsumerConnection, Delivery, SettleAction } from '../../src/queue/types.js'
+import { MemoryQueueStore } from '../../src/storage/memory-store.js'
+import { ManualClock } from '../helpers/manual-clock.js'
+import { until } from '../helpers/wait.js'
+
+class FakeConsumer implements ConsumerConnection {
+  readonly deliveries: Delivery[] = []
+  constructor(
+    readonly clientId: string,
+    readonly receiveMaximum = 65535,
+  ) {}
+  deliver(delivery: Delivery): void {
+    this.deliveries.push(delivery)
+  }
+  userProperty(delivery: Delivery, key: string): string | undefined {
+    return delivery.message.properties.userProperties?.find(([name]) => name === key)?.[1]
+  }
+}
+
+const text = (delivery: Delivery) => Buffer.from(delivery.message.payload).toString()
+const payload = (value: string) => Buffer.from(value)
+
+async function setup(declared: Record<string, QueueSettingsOverrides> = {}, store = new MemoryQueueStore()) {
+  const clock = new ManualClock()
+  const manager = new QueueManager({ store, clock, declared })
+  await manager.open()
+  return { manager, clock, store }
+}
+
+async function publishAll(manager: QueueManager, queue: string, values: string[], key?: string) {
+  for (const value of values) {
+    await manager.publish({
+      queue,
+      payload: payload(value),
+      properties: {},
+      ...(key === undefined ? {} : { partitionKey: key }),
+    })
+  }
+}
+
+async function settle(manager: QueueManager, consumer: FakeConsumer, delivery: Delivery, action: SettleAction) {
+  await manager.settle(consumer, { queue: delivery.message.queue, messageId: delivery.message.id, action })
+}
+
+test('competing consumers split the work; every message is delivered once while acked in time', async () => {
+  const { manager } = await setup({ jobs: { ordering: 'none' } })
+  const a = new FakeConsumer('w-1')
+  const b = new FakeConsumer('w-2')
+  await manager.subscribe(a, 'jobs', 'w')
+  await manager.subscribe(b, 'jobs', 'w')
+  const values = Array.from({ length: 50 }, (_, i) => `m${i}`)
+  await publishAll(manager, 'jobs', values)
+  await until(() => a.deliveries.length + b.deliveries.length === 50, 2000, '50 deliveries')
+  assert.ok(a.deliveries.length > 0 && b.deliveries.length > 0, 'both consumers got work')
+  const seen = [...a.deliveries, ...b.deliveries].map(text).sort()
+  assert.deepEqual(seen, [...values].sort())
+  for (const delivery of a.deliveries) await settle(manager, a, delivery, 'ack')
+  for (const delivery of b.deliveries) await settle(manager, b, delivery, 'ack')
+  assert.equal(manager.depth('jobs'), 0, 'acked messages are deleted once every group settled them')
+  await manager.close()
+})
+
+test('every group gets every message; a group without consumers keeps its backlog', async () => {
+  const { manager } = await setup()
+  const a = new FakeConsumer('a')
+  const b = new FakeConsumer('b')
+  await manager.subscribe(a, 'orders', 'billing')
+  await manager.subscribe(b, 'orders', 'shipping')
+  await publishAll(manager, 'orders', ['1', '2', '3'], 'same-key')
+  await until(() => a.deliveries.length === 1 && b.deliveries.length === 1, 2000, 'first deliveries')
+  manager.disconnect(b)
+  for (let i = 0; i < 3; i++) {
+    await until(() => a.deliveries.length === i + 1, 2000, `delivery ${i + 1}`)
+    await settle(manager, a, a.deliveries[i]!, 'ack')
+  }
+  assert.deepEqual(a.deliveries.map(text), ['1', '2', '3'])
+  assert.equal(manager.depth('orders'), 3, 'shipping has not settled anything: nothing is deleted')
+  const b2 = new FakeConsumer('b')
+  await manager.subscribe(b2, 'orders', 'shipping')
+  await until(() => b2.deliveries.length === 1, 2000, 'shipping redelivery')
+  assert.equal(text(b2.deliveries[0]!), '1')
+  assert.equal(b2.deliveries[0]!.deliveryCount, 2, 'returned on disconnect, delivered again')
+  await manager.close()
+})
+
+test('per-key order holds with 3 consumers and retries', async () => {
+  const { manager, clock } = await setup({ ordered: { retry: { initialDelayMs: 100 } } })
+  const consumers = ['c-1', 'c-2', 'c-3'].map((id) => new FakeConsumer(id))
+  for (const consumer of consumers) await manager.subscribe(consumer, 'ordered', 'c')
+  const keys = ['k1', 'k2', 'k3', 'k4']
+  for (let i = 0; i < 5; i++) for (const key of keys) await publishAll(manager, 'ordered', [`${key}:${i}`], key)
+  const processed = new Map<string, number[]>()
+  let nacked = false
+  for (let round = 0; round < 200; round++) {
+    const pending = consumers.flatMap((consumer) =>
+      consumer.deliveries.splice(0).map((delivery) => ({ consumer, delivery })),
+    )
+    if (pending.length === 0) {
+      if ([...processed.values()].reduce((n, list) => n + list.length, 0) === 20) break
+      clock.advance(100)
+      await until(() => consumers.some((consumer) => consumer.deliveries.length > 0), 2000, 'more deliveries')
+      continue
+    }
+    for (const { consumer, delivery } of pending) {
+      const [key, index] = text(delivery).split(':') as [string, string]
+      if (!nacked && key === 'k2' && index === '1') {
+        nacked = true
+        await settle(manager, consumer, delivery, 'nack')
+        continue
+      }
+      processed.set(key, [...(processed.get(key) ?? []), Number(index)])
+      await settle(manager, consumer, delivery, 'ack')
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  assert.ok(nacked)
+  for (const key of keys) assert.deepEqual(processed.get(key), [0, 1, 2, 3, 4], `order of ${key}`)
+  await manager.close()
+})
+
+test('nack retries after exponential backoff, or after delay-ms', async () => {
+  const { manager, clock } = await setup({
+    retry: { retry: { initialDelayMs: 1000, factor: 2, maxDelayMs: 10_000 } },
+  })
+  const consumer = new FakeConsumer('r')
+  await manager.subscribe(consumer, 'retry', 'g')
+  await publishAll(manager, 'retry', ['x'])
+  await until(() => consumer.deliveries.length === 1, 2000, 'first delivery')
+  await settle(manager, consumer, consumer.deliveries[0]!, 'nack')
+  clock.advance(999)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(consumer.deliveries.length, 1, 'not before the backoff')
+  clock.advance(1)
+  await until(() => consumer.deliveries.length === 2, 2000, 'redelivery after 1 s')
+  assert.equal(consumer.deliveries[1]!.deliveryCount, 2)
+  await settle(manager, consumer, consumer.deliveries[1]!, 'nack')
+  clock.advance(1999)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(consumer.deliveries.length, 2, 'second backoff is 2 s')
+  clock.advance(1)
+  await until(() => consumer.deliveries.length === 3, 2000, 'redelivery after 2 s')
+  await manager.settle(consumer, {
+    queue: 'retry',
+    messageId: consumer.deliveries[2]!.message.id,
+    action: 'nack',
+    delayMs: 50,
+  })
+  clock.advance(50)
+  await until(() => consumer.deliveries.length === 4, 2000, 'redelivery after delay-ms')
+  await manager.close()
+})
+
+test('delivery timeout redelivers; $extend restarts the timeout', async () => {
+  const { manager, clock } = await setup({
+    slow: { deliveryTimeoutMs: 1000, retry: { initialDelayMs: 10 } },
+  })
+  const consumer = new FakeConsumer('s')
+  await manager.subscribe(consumer, 'slow', 'g')
+  await publishAll(manager, 'slow', ['x'])
+  await until(() => consumer.deliveries.length === 1, 2000, 'delivery')
+  clock.advance(900)
+  await settle(manager, consumer, consumer.deliveries[0]!, 'extend')
+  clock.advance(900)
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(consumer.deliveries.length, 1, 'extended: not yet timed out')
+  clock.advance(100)
+  clock.advance(10)
+  await until(() => consumer.deliveries.length === 2, 2000, 'redelivery after timeout')
+  assert.equal(consumer.deliveries[1]!.deliveryCount, 2)
+  await manager.close()
+})
+
+test('reject and exhausted retries land in dlq/<name> with the right properties', async () => {
+  const { manager, clock } = await setup({
+    work: { retry: { initialDelayMs: 10, maxDeliveries: 2 }, partitions: 1 },
+  })
+  const consumer = new FakeConsumer('w')
+  const dlq = new FakeConsumer('d')
+  await manager.subscribe(consumer, 'work', 'g')
+  await manager.subscribe(dlq, 'dlq/work', 'ops')
+  await manager.publish({
+    queue: 'work',
+    payload: payload('bad'),
+    properties: { userProperties: [['k', 'v']], contentType: 'text/plain' },
+  })
+  await publishAll(manager, 'work', ['flaky'])
+  await until(() => consumer.deliveries.length === 1, 2000, 'delivery')
+  await manager.settle(consumer, {
+    queue: 'work',
+    messageId: consumer.deliveries[0]!.message.id,
+    action: 'reject',
+    reason: 'cannot parse',
+  })
+  await until(() => dlq.deliveries.length === 1, 2000, 'dead letter')
+  const rejected = dlq.deliveries[0]!
+  assert.equal(text(rejected), 'bad')
+  assert.equal(rejected.message.properties.contentType, 'text/plain')
+  assert.equal(dlq.userProperty(rejected, 'k'), 'v')
+  assert.equal(dlq.userProperty(rejected, 'dlq-reason'), 'rejected')
+  assert.equal(dlq.userProperty(rejected, 'dlq-original-queue'), 'work')
+  assert.equal(dlq.userProperty(rejected, 'delivery-count'), '1')
+  assert.equal(dlq.userProperty(rejected, 'reason'), 'cannot parse')
+
+  await until(() => consumer.deliveries.length === 2, 2000, 'second message')
+  await settle(manager, consumer, consumer.deliveries[1]!, 'nack')
+  clock.advance(10)
+  await until(() => consumer.deliveries.length === 3, 2000, 'retry')
+  await settle(manager, consumer, consumer.deliveries[2]!, 'nack')
+  await until(() => dlq.deliveries.length === 2, 2000, 'max-deliveries dead letter')
+  assert.equal(dlq.userProperty(dlq.deliveries[1]!, 'dlq-reason'), 'max-deliveries')
+  assert.equal(dlq.userProperty(dlq.deliveries[1]!, 'delivery-count'), '2')
+  await settle(manager, dlq, rejected, 'ack')
+  await manager.close()
+})
+
+test('depth and size limits refuse the publish with a QueueError', async () => {
+  const { manager } = await setup({ small: { maxDepth: 2, maxMessageBytes: 4 } })
+  await publishAll(manager, 'small', ['a', 'b'])
+  await assert.rejects(publishAll(manager, 'small', ['c']), (error: unknown) => {
+    assert.ok(error instanceof QueueError)
+    assert.equal(error.code, 'QUEUE_FULL')
+    return true
+  })
+  await assert.rejects(publishAll(manager, 'small', ['12345']), { code: 'MESSAGE_TOO_LARGE' })
+  await assert.rejects(publishAll(manager, 'bad/+', ['x']), { code: 'INVALID_QUEUE_NAME' })
+  assert.equal(manager.depth('small'), 2)
+  await manager.close()
+})
+
+test('settling an unknown or already settled message-id fails and changes nothing', async () => {
+  const { manager } = await setup()
+  const consumer = new FakeConsumer('u')
+  await manager.subscribe(consumer, 'q', 'g')
+  await publishAll(manager, 'q', ['x'])
+  await until(() => consumer.deliveries.length === 1, 2000, 'delivery')
+  await assert.rejects(manager.settle(consumer, { queue: 'q', messageId: 'nope', action: 'ack' }), {
+    code: 'UNKNOWN_MESSAGE',
+  })
+  await assert.rejects(manager.settle(consumer, { queue: 'q', messageId: '0-999', action: 'ack' }), {
+    code: 'UNKNOWN_MESSAGE',
+  })
+  await settle(manager, consumer, consumer.deliveries[0]!, 'ack')
+  await assert.rejects(settle(manager, consumer, consumer.deliveries[0]!, 'ack'), /already settled/)
+  await manager.close()
+})
+
+test('expired messages are not delivered: they go to the dead-letter queue as expired', async () => {
+  const { manager, clock } = await setup()
+  await manager.publish({ queue: 'ttl', payload: payload('old'), properties: {}, messageExpirySeconds: 1 })
+  clock.advance(1500)
+  const consumer = new FakeConsumer('t')
+  const dlq = new FakeConsumer('d')
+  await manager.subscribe(dlq, 'dlq/ttl', 'ops')
+  await manager.subscribe(consumer, 'ttl', 'g')
+  await until(() => dlq.deliveries.length === 1, 2000, 'expired dead letter')
+  assert.equal(consumer.deliveries.length, 0)
+  assert.equal(dlq.userProperty(dlq.deliveries[0]!, 'dlq-reason'), 'expired')
+  await manager.close()
+})
+
+test('Receive Maximum bounds unsettled deliveries to one client', async () => {
+  const { manager } = await setup({ wide: { ordering: 'none' } })
+  const consumer = new FakeConsumer('narrow', 3)
+  await manager.subscribe(consumer, 'wide', 'g')
+  await publishAll(manager, 'wide', ['1', '2', '3', '4', '5'])
+  await until(() => consumer.deliveries.length === 3, 2000, '3 deliveries')
+  await new Promise((resolve) => setImmediate(resolve))
+  assert.equal(consumer.deliveries.length, 3)
+  await settle(manager, consumer, consumer.deliveries[0]!, 'ack')
+  await until(() => consumer.deliveries.length === 4, 2000, 'a 4th after an ack')
+  await manager.close()
+})
+
+test('after a restart unsettled deliveries come back with a higher count and acked ones never do', async () => {
+  const store = new MemoryQueueStore()
+  const first = await setup({}, store)
+  const consumer = new FakeConsumer('r')
+  await first.manager.subscribe(consumer, 'restart', 'g', { persistentSession: true })
+  await publishAll(first.manager, 'restart', ['a', 'b'], 'k')
+  await until(() => consumer.deliveries.length === 1, 2000, 'first delivery')
+  await settle(first.manager, consumer, consumer.deliveries[0]!, 'ack')
+  await until(() => consumer.deliveries.length === 2, 2000, 'second delivery')
+  await first.manager.close()
+
+  const second = await setup({}, store)
+  const again = new FakeConsumer('r')
+  assert.deepEqual(await second.manager.resumeSession(again), [{ queue: 'restart', group: 'g' }])
+  await until(() => again.deliveries.length === 1, 2000, 'redelivery after restart')
+  assert.equal(text(again.deliveries[0]!), 'b')
+  assert.equal(again.deliveries[0]!.deliveryCount, 2)
+  await settle(second.manager, again, again.deliveries[0]!, 'ack')
+  assert.equal(second.manager.depth('restart'), 0)
+  await second.manager.endSession('r')
+  await second.manager.close()
+
+  const third = await setup({}, store)
+  assert.deepEqual(await third.manager.resumeSession(new FakeConsumer('r')), [])
+  await third.manager.close()
+})
