@@ -1,0 +1,435 @@
+/**
+ * The `$queue/` MQTT adapter: turns PUBLISH / SUBSCRIBE / PUBACK / UNSUBSCRIBE and connection events of
+ * aedes into calls on the queue core ({@link QueueService}), and the core's deliveries into PUBLISH
+ * packets (see queue-consumer.ts).
+ *
+ * Queue traffic never enters aedes' routing (`broker.publish` → mqemitter → subscribers):
+ * - a `$queue/` PUBLISH is stored (or settled) inside `authorizePublish`, because aedes writes the
+ *   PUBACK of a QoS 1 publish *before* routing it; the PUBACK therefore means "durably stored". aedes
+ *   then calls `broker.publish`, which this adapter short-circuits for `$queue/` topics;
+ * - a `$queue/` SUBSCRIBE gets its SUBACK from aedes as usual, but `broker.subscribe` is short-circuited
+ *   too, so there is no mqemitter listener; the core delivers through {@link MqttQueueConsumer};
+ * - `authorizeForward` drops any `$queue/` packet, as a second fence in front of plain subscribers.
+ * This matters beyond isolation: with settles published to `$queue/<name>/$ack` (a topic nobody
+ * subscribes to), mqemitter 7.1.0 drained its backlog recursively and died with "Maximum call stack
+ * size exceeded" under 4 publishers + 4 acking consumers (test/integration/queue-load.test.ts).
+ */
+import type { Aedes, Client, ConnackPacket, PublishPacket, Subscription } from 'aedes'
+import type { UserProperties } from 'mqtt-packet'
+import type { QueueLogger } from '../queue/logger.js'
+import {
+  SettleActions,
+  type PublishInput,
+  type QueueService,
+  type SettleAction,
+  type SettleInput,
+} from '../queue/types.js'
+import type { BrokerHooks } from './hooks.js'
+import { MqttQueueConsumer, type AedesClientInternals } from './queue-consumer.js'
+import { messagePropertiesOf, QueueUserProperties, userProperty } from './queue-properties.js'
+import { MqttReasonCodes, PublishRefusedError, subscribeReasonCode } from './queue-reason-codes.js'
+import { defaultConsumerGroup, isQueueTopic, parseQueueTopic, QUEUE_PREFIX } from './queue-topics.js'
+
+/** What the adapter needs of the broker; `MqttBroker` from broker.ts fits. */
+export interface QueueAdapterBroker {
+  readonly aedes: Aedes
+  readonly hooks: BrokerHooks
+}
+
+export interface QueueAdapterOptions {
+  /** Clock for the Message Expiry Interval of deliveries; tests may pass their own. */
+  now?: () => number
+}
+
+/** Handle on the attached adapter. */
+export interface QueueAdapter {
+  /** Clients currently known to the adapter (connected with a queue session). */
+  readonly consumerCount: number
+  /** Stops reacting to broker events and removes every consumer from the core (broker shutdown). */
+  close(): void
+}
+
+/** aedes' subscription object, with the SUBSCRIBE's User Properties that patch 021 attaches. */
+type SubscriptionWithProperties = Subscription & { userProperties?: UserProperties }
+
+/** aedes' routing methods as they are really called (lib/handlers, aedes.js), not as typed. */
+interface RoutingBroker {
+  publish(packet: { topic: string }, client: unknown, done?: (err?: Error) => void): void
+  subscribe(topic: string, func: unknown, done?: (err?: Error) => void): void
+  unsubscribe(topic: string, func: unknown, done?: (err?: Error) => void): void
+}
+
+/** aedes' persistence as used here: QoS 2 retransmission detection ([MQTT-4.3.3-2]). */
+interface IncomingPacketStore {
+  incomingGetPacket(client: Client, packet: { messageId?: number }): Promise<unknown>
+}
+
+/**
+ * Plugs the `$queue/` namespace into the broker: registers its hooks on `broker.hooks` (publish and
+ * subscribe hooks are pushed last, so they run after the authorization hooks registered before) and
+ * short-circuits aedes' routing for `$queue/` topics. Call once, before the broker listens.
+ */
+export function attachQueues(
+  broker: QueueAdapterBroker,
+  queueService: QueueService,
+  logger: QueueLogger,
+  options: QueueAdapterOptions = {},
+): QueueAdapter {
+  return new MqttQueueAdapter(broker, queueService, logger, options.now ?? Date.now)
+}
+
+class MqttQueueAdapter implements QueueAdapter {
+  readonly #aedes: Aedes
+  readonly #queues: QueueService
+  readonly #logger: QueueLogger
+  readonly #now: () => number
+  readonly #consumers = new Map<Client, MqttQueueConsumer>()
+  readonly #detach: Array<() => void> = []
+  #closed = false
+
+  constructor(broker: QueueAdapterBroker, queues: QueueService, logger: QueueLogger, now: () => number) {
+    this.#aedes = broker.aedes
+    this.#queues = queues
+    this.#logger = logger
+    this.#now = now
+
+    broker.hooks.authorizePublish.push((client, packet) => this.#authorizePublish(client, packet))
+    broker.hooks.authorizeSubscribe.push((client, sub) => this.#authorizeSubscribe(client, sub))
+    broker.hooks.authorizeForward.push((_client, packet) => (isQueueTopic(packet.topic) ? null : packet))
+    this.#bypassRouting()
+
+    this.#on('connackSent', (connack: ConnackPacket, client: Client) => this.#onConnack(connack, client))
+    this.#on('ack', (_orig: unknown, client: Client, ack?: { messageId?: number }) =>
+      this.#onAck(client, ack),
+    )
+    this.#on('unsubscribe', (topics: string[], client: Client) => this.#onUnsubscribe(topics, client))
+    this.#on('clientDisconnect', (client: Client) => this.#onClientDisconnect(client))
+    this.#on('sessionExpired', (client: Client) => void this.#endSession(client.id))
+  }
+
+  get consumerCount(): number {
+    return this.#consumers.size
+  }
+
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    for (const detach of this.#detach) detach()
+    for (const [client, consumer] of this.#consumers) this.#forget(client, consumer)
+  }
+
+  #on(event: string, listener: (...args: never[]) => void): void {
+    const emitter = this.#aedes as unknown as NodeJS.EventEmitter
+    const wrapped = listener as (...args: unknown[]) => void
+    emitter.on(event, wrapped)
+    this.#detach.push(() => emitter.removeListener(event, wrapped))
+  }
+
+  /**
+   * aedes calls `broker.publish` after `authorizePublish` accepted a PUBLISH, and `broker.subscribe` /
+   * `unsubscribe` when a SUBSCRIBE is granted or a client leaves. For `$queue/` topics the adapter has
+   * already done the work, so these calls end here and never reach mqemitter, the retained store or
+   * the offline queues. Wrapping the instance (not patching aedes) composes with the `$share/`
+   * dispatcher, which wraps the same methods.
+   */
+  #bypassRouting(): void {
+    const routing = this.#aedes as unknown as RoutingBroker
+    const publish = routing.publish.bind(routing)
+    const subscribe = routing.subscribe.bind(routing)
+    const unsubscribe = routing.unsubscribe.bind(routing)
+    const logger = this.#logger
+    routing.publish = (packet, client, done) => {
+      if (!isQueueTopic(packet.topic)) return publish(packet, client, done)
+      // Only a publish that went through authorizePublish was stored; anything else (a direct
+      // broker.publish by embedding code) has no producer to tell, so it is logged and dropped.
+      const callback = typeof client === 'function' ? (client as (err?: Error) => void) : done
+      if (client === null || typeof client === 'function') {
+        logger.warn(
+          { topic: packet.topic },
+          'queue publish dropped: not from a client (use QueueService.publish)',
+        )
+      }
+      if (callback !== undefined) setImmediate(callback)
+    }
+    routing.subscribe = (topic, func, done) => {
+      if (!isQueueTopic(topic)) return subscribe(topic, func, done)
+      if (done !== undefined) setImmediate(done)
+    }
+    routing.unsubscribe = (topic, func, done) => {
+      if (!isQueueTopic(topic)) return unsubscribe(topic, func, done)
+      if (done !== undefined) setImmediate(done)
+    }
+    this.#detach.push(() => {
+      routing.publish = publish
+      routing.subscribe = subscribe
+      routing.unsubscribe = unsubscribe
+    })
+  }
+
+  #consumerOf(client: Client): MqttQueueConsumer {
+    let consumer = this.#consumers.get(client)
+    if (consumer === undefined) {
+      consumer = new MqttQueueConsumer(client, this.#logger, this.#aedes.id, this.#now)
+      this.#consumers.set(client, consumer)
+    }
+    return consumer
+  }
+
+  // ---- PUBLISH: store or settle, then let aedes write the PUBACK ----
+
+  #authorizePublish(client: Client | null, packet: PublishPacket): void | Promise<void> {
+    if (this.#closed) return
+    const topic = parseQueueTopic(packet.topic)
+    if (topic === undefined) return
+    if (topic.kind === 'message') return this.#publish(client, packet, topic.queue)
+    return this.#settle(client, packet, topic.queue, topic.action)
+  }
+
+  async #publish(client: Client | null, packet: PublishPacket, queue: string): Promise<void> {
+    if (await this.#isQos2Retransmission(client, packet)) return
+    const properties = packet.properties
+    const input: PublishInput = {
+      queue,
+      payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
+      properties: messagePropertiesOf(properties),
+    }
+    const partitionKey = userProperty(properties?.userProperties, QueueUserProperties.partitionKey)
+    if (partitionKey !== undefined) input.partitionKey = partitionKey
+    if (properties?.messageExpiryInterval !== undefined && properties.messageExpiryInterval > 0) {
+      input.messageExpirySeconds = properties.messageExpiryInterval
+    }
+    try {
+      await this.#queues.publish(input)
+    } catch (err) {
+      const refusal = PublishRefusedError.from(err)
+      this.#logger.warn(
+        {
+          queue,
+          clientId: client?.id,
+          reasonCode: refusal.reasonCode,
+          err: refusal.message,
+          node: this.#aedes.id,
+        },
+        'queue publish refused',
+      )
+      throw refusal
+    }
+  }
+
+  /**
+   * A QoS 2 PUBLISH re-sent before PUBREL (same packet id) was already stored: aedes keeps it in
+   * `incomingStorePacket` until PUBREL, and authorizePublish runs again for the retransmission.
+   */
+  async #isQos2Retransmission(client: Client | null, packet: PublishPacket): Promise<boolean> {
+    if (packet.qos !== 2 || client === null || packet.messageId === undefined || !client.connected)
+      return false
+    const persistence = (this.#aedes as unknown as { persistence: IncomingPacketStore }).persistence
+    try {
+      await persistence.incomingGetPacket(client, packet)
+      return true
+    } catch {
+      // aedes' persistences reject when the packet is not stored: a first transmission.
+      return false
+    }
+  }
+
+  async #settle(
+    client: Client | null,
+    packet: PublishPacket,
+    queue: string,
+    action: SettleAction,
+  ): Promise<void> {
+    if (client === null) {
+      throw new PublishRefusedError(
+        MqttReasonCodes.unspecifiedError,
+        'settles must come from a consumer connection',
+      )
+    }
+    const userProperties = packet.properties?.userProperties
+    // MQTT 3.1.1 has no user properties: the message id is the payload.
+    const messageId =
+      userProperty(userProperties, QueueUserProperties.messageId) ?? payloadText(packet).trim()
+    if (messageId === '') {
+      throw new PublishRefusedError(
+        MqttReasonCodes.unspecifiedError,
+        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
+      )
+    }
+    const input: SettleInput = { queue, messageId, action }
+    const group = userProperty(userProperties, QueueUserProperties.groupId)
+    if (group !== undefined) input.group = group
+    if (action === SettleActions.nack) {
+      const delay = userProperty(userProperties, QueueUserProperties.delayMs)
+      if (delay !== undefined) {
+        const delayMs = Number(delay)
+        if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
+          throw new PublishRefusedError(
+            MqttReasonCodes.unspecifiedError,
+            `user property "delay-ms" must be a non-negative integer, got "${delay}"`,
+          )
+        }
+        input.delayMs = delayMs
+      }
+    }
+    if (action === SettleActions.reject) {
+      const reason = userProperty(userProperties, QueueUserProperties.reason)
+      if (reason !== undefined) input.reason = reason
+    }
+    const consumer = this.#consumerOf(client)
+    try {
+      await consumer.sessionReady
+      await this.#queues.settle(consumer, input)
+    } catch (err) {
+      const refusal = PublishRefusedError.from(err)
+      this.#logger.warn(
+        {
+          queue,
+          messageId,
+          action,
+          group,
+          clientId: client.id,
+          reasonCode: refusal.reasonCode,
+          err: refusal.message,
+          node: this.#aedes.id,
+        },
+        'queue settle refused',
+      )
+      throw refusal
+    }
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE ----
+
+  /**
+   * `SUBSCRIBE $queue/<name>` joins consumer group `consumer-group` (a SUBSCRIBE user property, which
+   * aedes' patch 021 copies onto each subscription because authorizeSubscribe only sees subscriptions)
+   * or, without it, the client id up to its first `-`. Joining happens before the SUBACK, so a failure
+   * refuses the subscription (aedes answers 0x87 for v5, 0x80 for 3.1.1) and the connection stays up.
+   * The core may start delivering before the SUBACK, which MQTT 5 §3.8.4 allows.
+   */
+  async #authorizeSubscribe(
+    client: Client,
+    sub: SubscriptionWithProperties,
+  ): Promise<Subscription | null | void> {
+    if (this.#closed || !isQueueTopic(sub.topic)) return
+    // aedes re-subscribes a restored session before CONNACK (connect.js restoreSubs); those
+    // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
+    if (!(client as Client & AedesClientInternals).connackSent) return
+    const queue = sub.topic.slice(QUEUE_PREFIX.length)
+    const group =
+      userProperty(sub.userProperties, QueueUserProperties.consumerGroup) ?? defaultConsumerGroup(client.id)
+    const consumer = this.#consumerOf(client)
+    const persistentSession = !client.clean
+    try {
+      await consumer.sessionReady
+      consumer.joined = true
+      await this.#queues.subscribe(consumer, queue, group, { persistentSession })
+      if (persistentSession) consumer.persistentSession = true
+      this.#leaveIfGone(client, consumer)
+    } catch (err) {
+      this.#logger.warn(
+        {
+          queue,
+          group,
+          clientId: client.id,
+          reasonCode: subscribeReasonCode(err),
+          err: err instanceof Error ? err.message : String(err),
+          node: this.#aedes.id,
+        },
+        'queue subscription refused',
+      )
+      return null
+    }
+  }
+
+  #onUnsubscribe(topics: string[], client: Client): void {
+    // aedes also emits 'unsubscribe' while closing a clean client; #onClientDisconnect covers that.
+    if (client.closed) return
+    const consumer = this.#consumers.get(client)
+    if (consumer === undefined) return
+    for (const topic of topics) {
+      if (isQueueTopic(topic)) this.#queues.unsubscribe(consumer, topic.slice(QUEUE_PREFIX.length))
+    }
+  }
+
+  // ---- Sessions and connections ----
+
+  /**
+   * CONNACK is out: the client has a session or not. With one, its stored memberships rejoin (and their
+   * unsettled messages are redelivered by the core); without one ([MQTT-3.2.2-1]/[MQTT-3.2.2-3]: a clean
+   * start, or nothing to resume), stored memberships of an earlier session end, as aedes' did.
+   */
+  #onConnack(connack: ConnackPacket, client: Client): void {
+    if ((connack.reasonCode ?? connack.returnCode ?? 0) !== 0 || this.#closed) return
+    const consumer = this.#consumerOf(client)
+    if (connack.sessionPresent) {
+      consumer.joined = true
+      consumer.persistentSession = true
+      consumer.sessionReady = this.#queues.resumeSession(consumer).then(
+        (memberships) => {
+          this.#leaveIfGone(client, consumer)
+          if (memberships.length > 0) {
+            this.#logger.debug(
+              { clientId: client.id, memberships, node: this.#aedes.id },
+              'queue session resumed',
+            )
+          }
+        },
+        (err: unknown) =>
+          this.#logger.error(
+            { clientId: client.id, err, node: this.#aedes.id },
+            'queue session resume failed',
+          ),
+      )
+    } else {
+      consumer.sessionReady = this.#endSession(client.id)
+    }
+  }
+
+  #endSession(clientId: string): Promise<void> {
+    return this.#queues
+      .endSession(clientId)
+      .catch((err: unknown) =>
+        this.#logger.error({ clientId, err, node: this.#aedes.id }, 'queue session end failed'),
+      )
+  }
+
+  /** PUBACK from a client: frees the packet id; for a 3.1.1 consumer it is also the ack. */
+  #onAck(client: Client, ack: { messageId?: number } | undefined): void {
+    const consumer = this.#consumers.get(client)
+    const inflight = consumer?.acknowledged(ack?.messageId)
+    if (consumer === undefined || inflight === undefined || !consumer.settlesWithPuback) return
+    const { queue, messageId, group } = inflight
+    this.#queues
+      .settle(consumer, { queue, messageId, group, action: SettleActions.ack })
+      .catch((err: unknown) => {
+        this.#logger.warn(
+          { queue, messageId, group, clientId: client.id, node: this.#aedes.id, err },
+          'queue ack (3.1.1 PUBACK) refused',
+        )
+      })
+  }
+
+  #onClientDisconnect(client: Client): void {
+    const consumer = this.#consumers.get(client)
+    if (consumer === undefined) return
+    this.#forget(client, consumer)
+    // A v5 client may end its session on DISCONNECT (Session Expiry Interval 0).
+    if (consumer.persistentSession && client.clean) void this.#endSession(client.id)
+  }
+
+  /** The client left while the core was adding it: take it out again, or it would get deliveries. */
+  #leaveIfGone(client: Client, consumer: MqttQueueConsumer): void {
+    if (this.#consumers.get(client) !== consumer) this.#queues.disconnect(consumer)
+  }
+
+  #forget(client: Client, consumer: MqttQueueConsumer): void {
+    this.#consumers.delete(client)
+    consumer.clear()
+    if (consumer.joined) this.#queues.disconnect(consumer)
+  }
+}
+
+function payloadText(packet: PublishPacket): string {
+  return typeof packet.payload === 'string' ? packet.payload : packet.payload.toString('utf8')
+}

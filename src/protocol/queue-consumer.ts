@@ -1,0 +1,155 @@
+/**
+ * One MQTT connection seen by the queue core as a {@link ConsumerConnection}: it writes deliveries as
+ * QoS 1 PUBLISH packets straight to the client's socket and tracks their packet ids until the client's
+ * PUBACK.
+ *
+ * Deliveries do not go through aedes (`client.publish` / `deliverQoS`) on purpose:
+ * - aedes would route them through mqemitter, whose drain loop overflowed the stack under queue load;
+ * - for a persistent session aedes would store them (`outgoingUpdate`) and redeliver them itself on
+ *   reconnect, while the core already redelivers every unsettled message (with a fresh delivery count).
+ *
+ * Packet ids come from the client's own counter (`client._nextId`, the one aedes' QoSPacket uses), so
+ * ids handed to our deliveries and to aedes' own QoS 1/2 deliveries on plain topics are distinct as long
+ * as fewer than 65535 ids are allocated while one is in flight; ids still in flight here are skipped.
+ */
+import mqttPacket, { type IPublishPacket } from 'mqtt-packet'
+import type { Client } from 'aedes'
+import type { ConsumerConnection, Delivery } from '../queue/types.js'
+import type { QueueLogger } from '../queue/logger.js'
+import { QUEUE_PREFIX } from './queue-topics.js'
+import { deliveryProperties } from './queue-properties.js'
+
+const MAX_PACKET_ID = 65535
+
+/** The aedes client internals this adapter relies on (lib/client.js, lib/handlers/connect.js). */
+export interface AedesClientInternals {
+  /** Next packet id aedes will give an outgoing QoS 1/2 PUBLISH (1..65535, wraps). */
+  _nextId: number
+  /** True once CONNACK was written; a SUBSCRIBE seen before that is aedes restoring a session. */
+  connackSent: boolean
+}
+
+/** A delivery written to the client and not yet PUBACKed. */
+export interface InflightDelivery {
+  readonly queue: string
+  readonly messageId: string
+  readonly group: string
+}
+
+export class MqttQueueConsumer implements ConsumerConnection {
+  readonly clientId: string
+  readonly receiveMaximum: number
+  /** Set once the client subscribed with a persistent session (the core stored the membership). */
+  persistentSession = false
+  /** Set once the core knows this consumer (subscribed or resumed), so it must hear of the disconnect. */
+  joined = false
+  /**
+   * The session start (`resumeSession` / `endSession`) every later queue operation of this client waits
+   * for, so that e.g. ending an old session cannot remove a membership the new connection just made.
+   */
+  sessionReady: Promise<void> = Promise.resolve()
+
+  readonly #client: Client & AedesClientInternals
+  readonly #logger: QueueLogger
+  readonly #nodeId: string
+  readonly #now: () => number
+  readonly #inflight = new Map<number, InflightDelivery>()
+
+  constructor(client: Client, logger: QueueLogger, nodeId: string, now: () => number = Date.now) {
+    this.#client = client as Client & AedesClientInternals
+    this.clientId = client.id
+    // aedes puts 65535, the default of MQTT 5 §3.1.2.11.3, when CONNECT has none (so for 3.1.1 too).
+    this.receiveMaximum = client.receiveMaximum
+    this.#logger = logger
+    this.#nodeId = nodeId
+    this.#now = now
+  }
+
+  /** MQTT 3.1.1 consumers cannot send user properties, so their PUBACK is the ack. */
+  get settlesWithPuback(): boolean {
+    return this.#client.version !== 5
+  }
+
+  get inflightCount(): number {
+    return this.#inflight.size
+  }
+
+  deliver(delivery: Delivery): void {
+    const { message } = delivery
+    const fields = {
+      queue: message.queue,
+      partition: message.partition,
+      group: delivery.group,
+      messageId: message.id,
+      clientId: this.clientId,
+      node: this.#nodeId,
+    }
+    const client = this.#client
+    if (client.closed || !client.connected) {
+      // The core redelivers it: it learns of the disconnect through QueueService.disconnect().
+      this.#logger.warn(fields, 'queue delivery dropped: client is not connected')
+      return
+    }
+    const packetId = this.#allocatePacketId()
+    if (packetId === undefined) {
+      this.#logger.error(fields, 'queue delivery dropped: no free packet id (receive maximum exceeded?)')
+      return
+    }
+    const version = client.version === 5 ? 5 : client.version === 3 ? 3 : 4
+    const packet: IPublishPacket = {
+      cmd: 'publish',
+      topic: QUEUE_PREFIX + message.queue,
+      payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
+      qos: 1,
+      // A redelivery is a new PUBLISH with a new packet id, not a retransmission ([MQTT-3.3.1-1]); the
+      // redelivery shows in `delivery-count`.
+      dup: false,
+      retain: false,
+      messageId: packetId,
+    }
+    if (version === 5) packet.properties = deliveryProperties(delivery, this.#now())
+    let bytes: Buffer
+    try {
+      bytes = mqttPacket.generate(packet, { protocolVersion: version })
+    } catch (err) {
+      this.#logger.error({ ...fields, err }, 'queue delivery dropped: cannot encode PUBLISH')
+      return
+    }
+    // [MQTT-3.1.2-25] Never send a packet larger than the client's Maximum Packet Size. The delivery
+    // stays in flight in the core and times out into its retry policy (and dead letters).
+    const max = client.maximumPacketSize
+    if (max !== undefined && bytes.length > max) {
+      this.#logger.warn(
+        { ...fields, bytes: bytes.length, max },
+        'queue delivery dropped: exceeds client Maximum Packet Size',
+      )
+      return
+    }
+    this.#inflight.set(packetId, { queue: message.queue, messageId: message.id, group: delivery.group })
+    client.conn.write(bytes)
+  }
+
+  /** The client PUBACKed `packetId`: returns the delivery it belonged to, if it was one of ours. */
+  acknowledged(packetId: number | undefined): InflightDelivery | undefined {
+    if (packetId === undefined) return undefined
+    const inflight = this.#inflight.get(packetId)
+    if (inflight !== undefined) this.#inflight.delete(packetId)
+    return inflight
+  }
+
+  /** Forgets every in-flight packet id (the connection is gone; the core returns the deliveries). */
+  clear(): void {
+    this.#inflight.clear()
+  }
+
+  #allocatePacketId(): number | undefined {
+    const client = this.#client
+    for (let tries = 0; tries < MAX_PACKET_ID; tries++) {
+      const id = client._nextId
+      // Same sequence as aedes' QoSPacket, so aedes' next id is one we did not take.
+      client._nextId = id >= MAX_PACKET_ID ? 1 : id + 1
+      if (!this.#inflight.has(id)) return id
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * MQTT 5 PUBLISH properties <-> the core's {@link MessageProperties}, and the user properties the
+ * `$queue/` contract reads (`partition-key`, `message-id`, …) and writes on deliveries.
+ */
+import type { IPublishPacket, UserProperties } from 'mqtt-packet'
+import type { Delivery, MessageProperties } from '../queue/types.js'
+
+/** User property names of the `$queue/` contract (docs/queues.md). */
+export const QueueUserProperties = {
+  partitionKey: 'partition-key',
+  consumerGroup: 'consumer-group',
+  messageId: 'message-id',
+  groupId: 'group-id',
+  partition: 'partition',
+  deliveryCount: 'delivery-count',
+  delayMs: 'delay-ms',
+  reason: 'reason',
+} as const
+
+type PublishProperties = NonNullable<IPublishPacket['properties']>
+
+/** mqtt-packet's `{ key: value | value[] }` as ordered pairs (a key may repeat). */
+export function userPropertyPairs(userProperties: UserProperties | undefined): Array<[string, string]> {
+  const pairs: Array<[string, string]> = []
+  if (userProperties === undefined) return pairs
+  for (const [key, value] of Object.entries(userProperties)) {
+    if (Array.isArray(value)) for (const v of value) pairs.push([key, v])
+    else pairs.push([key, value])
+  }
+  return pairs
+}
+
+/** First value of user property `key`, if present. */
+export function userProperty(userProperties: UserProperties | undefined, key: string): string | undefined {
+  const value = userProperties?.[key]
+  return Array.isArray(value) ? value[0] : value
+}
+
+/** What a queue keeps of a publisher's properties (Message Expiry is carried separately). */
+export function messagePropertiesOf(properties: PublishProperties | undefined): MessageProperties {
+  const kept: MessageProperties = {}
+  if (properties === undefined) return kept
+  if (properties.contentType !== undefined) kept.contentType = properties.contentType
+  if (properties.responseTopic !== undefined) kept.responseTopic = properties.responseTopic
+  if (properties.correlationData !== undefined) kept.correlationData = properties.correlationData
+  if (properties.payloadFormatIndicator !== undefined) {
+    kept.payloadFormatIndicator = properties.payloadFormatIndicator
+  }
+  const pairs = userPropertyPairs(properties.userProperties)
+  if (pairs.length > 0) kept.userProperties = pairs
+  return kept
+}
+
+/**
+ * The properties of the PUBLISH that delivers `delivery`: the publisher's properties, the user
+ * properties `message-id`, `group-id`, `partition`, `delivery-count` (replacing any the publisher set
+ * under those names), and the remaining lifetime as Message Expiry Interval ([MQTT-3.3.2-6]).
+ */
+export function deliveryProperties(delivery: Delivery, nowMs: number): PublishProperties {
+  const { message } = delivery
+  const stored = message.properties
+  const properties: PublishProperties = {}
+  if (stored.contentType !== undefined) properties.contentType = stored.contentType
+  if (stored.responseTopic !== undefined) properties.responseTopic = stored.responseTopic
+  if (stored.correlationData !== undefined) properties.correlationData = Buffer.from(stored.correlationData)
+  if (stored.payloadFormatIndicator !== undefined) {
+    properties.payloadFormatIndicator = stored.payloadFormatIndicator
+  }
+  const ours: Array<[string, string]> = [
+    [QueueUserProperties.messageId, message.id],
+    [QueueUserProperties.groupId, delivery.group],
+    [QueueUserProperties.partition, String(message.partition)],
+    [QueueUserProperties.deliveryCount, String(delivery.deliveryCount)],
+  ]
+  const reserved = new Set(ours.map(([key]) => key))
+  const userProperties: UserProperties = {}
+  for (const [key, value] of [...(stored.userProperties ?? []).filter(([k]) => !reserved.has(k)), ...ours]) {
+    const existing = userProperties[key]
+    if (existing === undefined) userProperties[key] = value
+    else if (Array.isArray(existing)) existing.push(value)
+    else userProperties[key] = [existing, value]
+  }
+  properties.userProperties = userProperties
+  if (message.expiresAtMs !== undefined) {
+    // At least 1 s: 0 would mean "no expiry" to some clients; the core does not hand out expired messages.
+    properties.messageExpiryInterval = Math.max(1, Math.ceil((message.expiresAtMs - nowMs) / 1000))
+  }
+  return properties
+}

@@ -1,0 +1,81 @@
+/**
+ * The one place where queue-core errors become MQTT 5 reason codes. The core raises {@link QueueError}s
+ * with stable codes and never speaks MQTT; the `$queue/` adapter asks this module what to put in the
+ * PUBACK/PUBREC (publish and settle) or SUBACK (subscribe).
+ */
+import { QueueError, type QueueErrorCode } from '../queue/errors.js'
+
+/** The MQTT 5 reason codes the queue adapter sends ([MQTT-2.4]). */
+export const MqttReasonCodes = {
+  success: 0x00,
+  unspecifiedError: 0x80,
+  implementationSpecificError: 0x83,
+  notAuthorized: 0x87,
+  topicFilterInvalid: 0x8f,
+  topicNameInvalid: 0x90,
+  quotaExceeded: 0x97,
+} as const
+export type MqttReasonCode = (typeof MqttReasonCodes)[keyof typeof MqttReasonCodes]
+
+const R = MqttReasonCodes
+
+/**
+ * PUBACK/PUBREC for a `$queue/<name>` publish or a `$queue/<name>/$ack|$nack|$reject|$extend` settle.
+ * Only codes that [MQTT-3.4.2.1] allows in a PUBACK appear here. `Record<QueueErrorCode, …>` makes a
+ * new core error code a compile error until it is mapped.
+ */
+const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
+  INVALID_QUEUE_NAME: R.topicNameInvalid,
+  MESSAGE_TOO_LARGE: R.quotaExceeded,
+  QUEUE_FULL: R.quotaExceeded,
+  UNKNOWN_MESSAGE: R.unspecifiedError,
+  AMBIGUOUS_GROUP: R.unspecifiedError,
+  INVALID_SETTLE: R.unspecifiedError,
+  STORAGE_FAILURE: R.unspecifiedError,
+  // 0x88 Server unavailable is not a PUBACK code; the publish simply failed.
+  CLOSED: R.unspecifiedError,
+}
+
+/** SUBACK for `SUBSCRIBE $queue/<name>` ([MQTT-3.9.3]). */
+const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
+  INVALID_QUEUE_NAME: R.topicFilterInvalid,
+  MESSAGE_TOO_LARGE: R.unspecifiedError,
+  QUEUE_FULL: R.quotaExceeded,
+  UNKNOWN_MESSAGE: R.unspecifiedError,
+  AMBIGUOUS_GROUP: R.unspecifiedError,
+  INVALID_SETTLE: R.unspecifiedError,
+  STORAGE_FAILURE: R.unspecifiedError,
+  CLOSED: R.unspecifiedError,
+}
+
+/** Reason code for a failed `$queue/` publish or settle; non-queue errors are 0x80. */
+export function publishReasonCode(err: unknown): MqttReasonCode {
+  return err instanceof QueueError ? PUBLISH_REASON_CODES[err.code] : R.unspecifiedError
+}
+
+/** Reason code for a failed `$queue/` subscription; non-queue errors are 0x80. */
+export function subscribeReasonCode(err: unknown): MqttReasonCode {
+  return err instanceof QueueError ? SUBSCRIBE_REASON_CODES[err.code] : R.unspecifiedError
+}
+
+/**
+ * The error an aedes `authorizePublish` hook hands back to refuse a publish: aedes (with patch 020)
+ * answers a v5 client with a PUBACK/PUBREC carrying {@link reasonCode} and the message as Reason
+ * String, and keeps the connection; a 3.1.1 client, which has no reason codes, is disconnected.
+ */
+export class PublishRefusedError extends Error {
+  override readonly name = 'PublishRefusedError'
+  constructor(
+    readonly reasonCode: MqttReasonCode,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+  }
+
+  /** Wraps whatever the core threw; the Reason String is the core's message, which names the cause. */
+  static from(err: unknown): PublishRefusedError {
+    const message = err instanceof Error ? err.message : String(err)
+    return new PublishRefusedError(publishReasonCode(err), message, { cause: err })
+  }
+}
