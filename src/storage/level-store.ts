@@ -264,13 +264,24 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
   return { ops: out, queues, deletesQueues }
 }
 
-/** Runs one prepared batch as ONE LevelDB write batch (all-or-nothing, in order). */
-async function applyBatch(db: Db, batch: PreparedBatch, sync: boolean): Promise<void> {
-  const ops = batch.deletesQueues ? await expandQueueDeletes(db, batch) : (batch.ops as LevelOp[])
+/**
+ * Runs one prepared batch as ONE LevelDB write batch (all-or-nothing, in order). The chained form is
+ * used because it copies each op into the native WriteBatch as it goes; with classic-level 3 it costs
+ * about a third of `db.batch(array)` per op (see bench/store-bench.ts).
+ */
+async function applyBatch(db: Db, prepared: PreparedBatch, sync: boolean): Promise<void> {
+  const ops = prepared.deletesQueues ? await expandQueueDeletes(db, prepared) : (prepared.ops as LevelOp[])
   if (ops.length === 0) return
+  const batch = db.batch()
   try {
-    await db.batch(ops, { sync })
+    for (const op of ops) {
+      if (op.type === 'put') batch.put(op.key, op.value)
+      else batch.del(op.key)
+    }
+    await batch.write({ sync })
   } catch (err) {
+    // Nothing was written; release the native batch (idempotent if write() already closed it).
+    await batch.close()
     throw storageFailure('write batch', err)
   }
 }
