@@ -29,7 +29,7 @@ function send(res: ServerResponse, result: HttpResult): void {
   const isText = result.contentType !== undefined && typeof result.body === 'string'
   const body = isText ? (result.body as string) : JSON.stringify(result.body)
   res.writeHead(result.status, {
-    'content-type': isText ? (result.contentType as string) : 'application/json; charset=utf-8',
+    'content-type': isText ? result.contentType : 'application/json; charset=utf-8',
     'cache-control': 'no-store',
   })
   res.end(body)

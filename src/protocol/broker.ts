@@ -21,7 +21,7 @@ import {
   refuseSysPublish,
   type BrokerHooks,
 } from './hooks.js'
-import { SharedSubscriptions, type SubscribableBroker } from './shared-subscriptions.js'
+import { SharedSubscriptions } from './shared-subscriptions.js'
 import type { LevelPersistence } from './persistence/level-persistence.js'
 
 export const WEBSOCKET_PATH = '/mqtt'
@@ -78,7 +78,7 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
     authorizeSubscribe: composeSubscribe(hooks.authorizeSubscribe),
     authorizeForward: composeForward(hooks.authorizeForward),
   })
-  const shared = new SharedSubscriptions(aedes as unknown as SubscribableBroker)
+  const shared = new SharedSubscriptions(aedes)
 
   aedes.on('clientError', (client: Client, err: Error) => {
     logger.debug({ clientId: client.id, err: err.message }, 'client error')

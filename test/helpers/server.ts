@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { once } from 'node:events'
-import mqtt, { type IClientOptions, type IPublishPacket, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { validateConfig, type RawConfig, type SpoolConfig } from '../../src/config/index.js'
 import { startServer, type RunningServer, type StartOptions } from '../../src/server.js'
@@ -58,11 +58,22 @@ export function uniqueId(prefix = 'c'): string {
   return `${prefix}-${randomUUID().slice(0, 8)}`
 }
 
+const connacks = new WeakMap<MqttClient, IConnackPacket>()
+
+/** The CONNACK a client got from {@link connectClient}. */
+export function connackOf(client: MqttClient): IConnackPacket {
+  const connack = connacks.get(client)
+  if (connack === undefined) throw new Error('client was not connected with connectClient')
+  return connack
+}
+
 /** Connects an mqtt.js client (MQTT 5 unless `protocolVersion` says otherwise) and waits for CONNACK. */
 export async function connectClient(
   t: TestContext,
   url: string | number,
   options: IClientOptions = {},
+  /** Runs before CONNECT is sent: attach `message` listeners here when a resumed session may deliver at once. */
+  beforeConnect?: (client: MqttClient) => void,
 ): Promise<MqttClient> {
   const brokerUrl = typeof url === 'number' ? `mqtt://127.0.0.1:${url}` : url
   const client = mqtt.connect(brokerUrl, {
@@ -73,9 +84,13 @@ export async function connectClient(
     ...options,
   })
   t.after(() => client.endAsync(true))
+  beforeConnect?.(client)
   await within(
     new Promise<void>((resolve, reject) => {
-      client.once('connect', () => resolve())
+      client.once('connect', (connack: IConnackPacket) => {
+        connacks.set(client, connack)
+        resolve()
+      })
       client.once('error', reject)
     }),
     TIMEOUT_MS,
