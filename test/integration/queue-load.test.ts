@@ -41,6 +41,16 @@ void test(`${PUBLISHERS} publishers x ${MESSAGES_PER_PUBLISHER} messages, ${CONS
     },
   })
   assert.ok(manager && adapter)
+  // The structural guarantee behind the fix: not one queue packet enters mqemitter.
+  const mq = (
+    server.aedes as unknown as { mq: { emit: (packet: { topic: string }, cb?: () => void) => unknown } }
+  ).mq
+  const emit = mq.emit.bind(mq)
+  let queuePacketsInMqemitter = 0
+  mq.emit = (packet, cb) => {
+    if (packet.topic.startsWith('$queue/')) queuePacketsInMqemitter++
+    return emit(packet, cb)
+  }
   const queue = `load/${uniqueId('q')}`
   const group = uniqueId('g')
   const topic = `$queue/${queue}`
@@ -93,6 +103,7 @@ void test(`${PUBLISHERS} publishers x ${MESSAGES_PER_PUBLISHER} messages, ${CONS
   const elapsedMs = Date.now() - started
 
   assert.equal(ackFailures, 0)
+  assert.equal(queuePacketsInMqemitter, 0)
   assert.equal(delivered.size, TOTAL, 'every message delivered')
   assert.ok(consumers.every((c) => c.connected) && publishers.every((c) => c.connected), 'nobody was dropped')
   t.diagnostic(`${TOTAL} messages published, delivered and acked in ${elapsedMs} ms`)
