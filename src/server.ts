@@ -12,6 +12,7 @@ import { createOpsHttpServer, type OpsHttpServer } from './observability/http.js
 import { createMqttBroker, type MqttBroker } from './protocol/broker.js'
 import type { BrokerHooks } from './protocol/hooks.js'
 import { LevelPersistence } from './protocol/persistence/level-persistence.js'
+import { queuesExtension } from './queues.js'
 
 /** What an extension (e.g. the queue adapter) gets to wire itself in before clients can connect. */
 export interface ServerContext {
@@ -34,7 +35,7 @@ export type ServerExtension = (ctx: ServerContext) => Promise<(() => Promise<voi
 export interface StartOptions {
   /** Defaults to a pino logger on stdout at `config.log.level`. */
   logger?: Logger
-  /** Wired in order; see {@link ServerExtension}. The queue adapter goes here. */
+  /** Wired in order after the durable queues; see {@link ServerExtension}. */
   extensions?: ServerExtension[]
 }
 
@@ -95,8 +96,9 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
     state.storageOpen = true // aedes ran persistence.setup(), which opened and loaded LevelDB
 
     const ctx: ServerContext = { config, logger, dataDir, aedes: broker.aedes, hooks: broker.hooks, http }
-    // Seam: the queue adapter (attachQueues) is wired here, via options.extensions.
-    for (const extension of options.extensions ?? []) {
+    // The durable queues always, first; authorization hooks must be registered before them, since the
+    // queue publish hook stores the message (that hook order is why ACLs will be wired above this).
+    for (const extension of [queuesExtension, ...(options.extensions ?? [])]) {
       const close = await extension(ctx)
       if (close) closers.push(close)
     }
