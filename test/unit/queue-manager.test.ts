@@ -44,7 +44,12 @@ async function publishAll(manager: QueueManager, queue: string, values: string[]
   }
 }
 
-async function settle(manager: QueueManager, consumer: FakeConsumer, delivery: Delivery, action: SettleAction) {
+async function settle(
+  manager: QueueManager,
+  consumer: FakeConsumer,
+  delivery: Delivery,
+  action: SettleAction,
+) {
   await manager.settle(consumer, { queue: delivery.message.queue, messageId: delivery.message.id, action })
 }
 
@@ -94,7 +99,8 @@ test('per-key order holds with 3 consumers and retries', async () => {
   const consumers = ['c-1', 'c-2', 'c-3'].map((id) => new FakeConsumer(id))
   for (const consumer of consumers) await manager.subscribe(consumer, 'ordered', 'c')
   const keys = ['k1', 'k2', 'k3', 'k4']
-  for (let i = 0; i < 5; i++) for (const key of keys) await publishAll(manager, 'ordered', [`${key}:${i}`], key)
+  for (let i = 0; i < 5; i++)
+    for (const key of keys) await publishAll(manager, 'ordered', [`${key}:${i}`], key)
   const processed = new Map<string, number[]>()
   let nacked = false
   for (let round = 0; round < 200; round++) {
