@@ -35,7 +35,9 @@ export type ServerExtension = (ctx: ServerContext) => Promise<(() => Promise<voi
 export interface StartOptions {
   /** Defaults to a pino logger on stdout at `config.log.level`. */
   logger?: Logger
-  /** Wired in order after the durable queues; see {@link ServerExtension}. */
+  /** The `$queue/` namespace; defaults to the durable queues on LevelDB. Unit tests swap in their own. */
+  queues?: ServerExtension
+  /** Wired in order after the queues; see {@link ServerExtension}. */
   extensions?: ServerExtension[]
 }
 
@@ -98,7 +100,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
     const ctx: ServerContext = { config, logger, dataDir, aedes: broker.aedes, hooks: broker.hooks, http }
     // The durable queues always, first; authorization hooks must be registered before them, since the
     // queue publish hook stores the message (that hook order is why ACLs will be wired above this).
-    for (const extension of [queuesExtension, ...(options.extensions ?? [])]) {
+    for (const extension of [options.queues ?? queuesExtension, ...(options.extensions ?? [])]) {
       const close = await extension(ctx)
       if (close) closers.push(close)
     }

@@ -6,11 +6,7 @@
 // it to that with a bounded message count and time.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
-import { attachQueues, type QueueAdapter } from '../../src/protocol/queue-adapter.js'
-import { QueueManager } from '../../src/queue/manager.js'
-import { LevelQueueStore } from '../../src/storage/level-store.js'
 import { connectClient, startTestServer, uniqueId } from '../helpers/server.js'
 import { within } from '../helpers/wait.js'
 
@@ -21,26 +17,7 @@ const TOTAL = PUBLISHERS * MESSAGES_PER_PUBLISHER
 const TIME_LIMIT_MS = 60_000
 
 void test(`${PUBLISHERS} publishers x ${MESSAGES_PER_PUBLISHER} messages, ${CONSUMERS} acking consumers`, async (t) => {
-  let manager: QueueManager | undefined
-  let adapter: QueueAdapter | undefined
-  const server = await startTestServer(t, {
-    start: {
-      extensions: [
-        async (ctx) => {
-          const queues = new QueueManager({ store: new LevelQueueStore(join(ctx.dataDir, 'queues')) })
-          await queues.open()
-          manager = queues
-          const attached = attachQueues(ctx, queues, ctx.logger)
-          adapter = attached
-          return async () => {
-            attached.close()
-            await queues.close()
-          }
-        },
-      ],
-    },
-  })
-  assert.ok(manager && adapter)
+  const server = await startTestServer(t)
   // The structural guarantee behind the fix: not one queue packet enters mqemitter.
   const mq = (
     server.aedes as unknown as { mq: { emit: (packet: { topic: string }, cb?: () => void) => unknown } }

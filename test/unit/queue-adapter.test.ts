@@ -140,13 +140,11 @@ async function setup(t: TestContext): Promise<Setup> {
   let adapter: QueueAdapter | undefined
   const server = await startTestServer(t, {
     start: {
-      extensions: [
-        (ctx) => {
-          adapter = attachQueues(ctx, queues, silentLogger)
-          const attached = adapter
-          return Promise.resolve(() => Promise.resolve(attached.close()))
-        },
-      ],
+      queues: (ctx) => {
+        adapter = attachQueues(ctx, queues, silentLogger)
+        const attached = adapter
+        return Promise.resolve(() => Promise.resolve(attached.close()))
+      },
     },
   })
   assert.ok(adapter)
