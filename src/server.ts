@@ -86,7 +86,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
   }
 
   try {
-    persistence = new LevelPersistence({ path: join(dataDir, 'sessions') })
+    persistence = new LevelPersistence({ path: join(dataDir, 'sessions'), dupOnResume: true })
     broker = await createMqttBroker({
       nodeId: config.nodeId,
       host: config.mqtt.host,

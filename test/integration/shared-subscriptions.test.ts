@@ -2,14 +2,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
+  type Received,
   collect,
+  TIMEOUT_MS,
   connackOf,
   connectClient,
   startTestServer,
   uniqueId,
   waitForCount,
 } from '../helpers/server.js'
-import { until } from '../helpers/wait.js'
+import { until, within } from '../helpers/wait.js'
 
 void test('CONNACK advertises Shared Subscription Available', async (t) => {
   const server = await startTestServer(t)
@@ -85,4 +87,50 @@ void test('retained messages are not sent to a new shared subscription', async (
     got.map((r) => r.payload.toString()),
     ['new'],
   )
+})
+
+void test('MQTT 3.1.1 clients can use $share/ too', async (t) => {
+  const server = await startTestServer(t)
+  const topic = `v4share/${uniqueId()}`
+  const a = await connectClient(t, server.mqttPort, { protocolVersion: 4 })
+  const b = await connectClient(t, server.mqttPort, { protocolVersion: 4 })
+  await a.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
+  await b.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
+  const gotA = collect(a)
+  const gotB = collect(b)
+  const pub = await connectClient(t, server.mqttPort)
+  for (let i = 0; i < 4; i++) await pub.publishAsync(topic, String(i), { qos: 1 })
+  await waitForCount(a, gotA, 2)
+  await waitForCount(b, gotB, 2)
+})
+
+void test('an unacknowledged shared delivery to a persistent member is redelivered to it on reconnect', async (t) => {
+  const server = await startTestServer(t)
+  const topic = `unacked/${uniqueId()}`
+  const clientId = uniqueId('member')
+  const session = { clientId, clean: false, properties: { sessionExpiryInterval: 600 } }
+  // Never PUBACK (mqtt.js then does not emit 'message' either): the delivery stays in flight.
+  let firstDelivery: (payload: string) => void = () => undefined
+  const first = within(
+    new Promise<string>((resolve) => (firstDelivery = resolve)),
+    TIMEOUT_MS,
+    'the first delivery',
+  )
+  const member = await connectClient(t, server.mqttPort, {
+    ...session,
+    customHandleAcks: (_topic, message) => firstDelivery(message.toString()),
+  })
+  await member.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
+  const pub = await connectClient(t, server.mqttPort)
+  await pub.publishAsync(topic, 'work', { qos: 1 })
+  assert.equal(await first, 'work')
+  await member.endAsync(true)
+
+  let again: Received[] = []
+  const back = await connectClient(t, server.mqttPort, session, (c) => {
+    again = collect(c)
+  })
+  await waitForCount(back, again, 1)
+  assert.equal(again[0]?.payload.toString(), 'work')
+  assert.equal(again[0]?.packet.dup, true)
 })

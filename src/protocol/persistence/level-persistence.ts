@@ -164,11 +164,18 @@ export interface LevelPersistenceOptions {
   path: string
   /** fsync every batch (survives power loss); default false (survives a killed process). */
   sync?: boolean
+  /**
+   * Set DUP=1 on already-sent PUBLISH packets returned by `outgoingStream` (session resume), as
+   * [MQTT-3.3.1-1] requires. Default false: behave exactly like MemoryPersistence, whose abstract test
+   * suite expects packets back unchanged. The server turns it on.
+   */
+  dupOnResume?: boolean
 }
 
 export class LevelPersistence {
   readonly #path: string
   readonly #sync: boolean
+  readonly #dupOnResume: boolean
   #db: ClassicLevel<string, string> | null = null
   #writes: WriteQueue | null = null
   #broker: BrokerLike | null = null
@@ -186,6 +193,7 @@ export class LevelPersistence {
   constructor(options: LevelPersistenceOptions) {
     this.#path = options.path
     this.#sync = options.sync ?? false
+    this.#dupOnResume = options.dupOnResume ?? false
   }
 
   /** The broker passed to setup (the abstract test suite reads its id). */
@@ -443,7 +451,15 @@ export class LevelPersistence {
   outgoingStream(client: ClientLike): Readable {
     // Snapshot so later mutations do not race the stream (as MemoryPersistence).
     const packets = (this.#outgoing.get(client.id) ?? []).map((e) => e.packet)
-    return Readable.from(packets)
+    if (!this.#dupOnResume) return Readable.from(packets)
+    // aedes reads this only to resume a session; a PUBLISH that already has a packet id was sent
+    // before, so it goes out again with DUP=1 [MQTT-3.3.1-1]. aedes never sets DUP itself; its
+    // QoSPacket copies ours.
+    return Readable.from(
+      packets.map((p) =>
+        p.messageId !== undefined && (p.cmd ?? 'publish') === 'publish' ? { ...p, dup: true } : p,
+      ),
+    )
   }
 
   // ---- incoming (QoS 2 received, waiting for PUBREL) ----
