@@ -5,7 +5,6 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import type { Aedes } from 'aedes'
 import type { SpoolConfig } from './config/index.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { createOpsHttpServer, type OpsHttpServer } from './observability/http.js'
@@ -20,7 +19,7 @@ export interface ServerContext {
   readonly logger: Logger
   /** Absolute data directory; created before extensions run. Put your state in a subdirectory. */
   readonly dataDir: string
-  readonly aedes: Aedes
+  readonly aedes: MqttBroker['aedes']
   readonly hooks: BrokerHooks
   readonly http: OpsHttpServer
 }
@@ -45,7 +44,7 @@ export interface RunningServer {
   readonly config: SpoolConfig
   readonly logger: Logger
   readonly dataDir: string
-  readonly aedes: Aedes
+  readonly aedes: MqttBroker['aedes']
   readonly hooks: BrokerHooks
   readonly broker: MqttBroker
   readonly http: OpsHttpServer
