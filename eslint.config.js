@@ -25,6 +25,25 @@ export default tseslint.config(
     },
   },
   {
+    // The MQTT edge is the only code that knows aedes / MQTT packets (STYLE.md). src/queue has its
+    // own, stricter block below (flat config: the later block wins for those files).
+    files: ['src/**/*.ts'],
+    ignores: ['src/protocol/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['aedes', 'aedes-*', 'mqtt-packet'],
+              message: 'Only src/protocol imports aedes / mqtt-packet (STYLE.md).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/queue/**/*.ts'],
     rules: {
       'no-restricted-imports': [
