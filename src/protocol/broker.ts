@@ -18,6 +18,7 @@ import {
   composeForward,
   composePublish,
   composeSubscribe,
+  refuseSharePublish,
   refuseSysPublish,
   type BrokerHooks,
 } from './hooks.js'
@@ -65,7 +66,7 @@ function closeServer(server: NetServer | HttpServer): Promise<void> {
 export async function createMqttBroker(options: MqttBrokerOptions): Promise<MqttBroker> {
   const { logger } = options
   const hooks: BrokerHooks = {
-    authorizePublish: [refuseSysPublish],
+    authorizePublish: [refuseSysPublish, refuseSharePublish],
     authorizeSubscribe: [],
     authorizeForward: [],
   }

@@ -139,3 +139,13 @@ export const refuseSysPublish: AuthorizePublishHook = (_client, packet) => {
     throw new NotAuthorizedError('publishing to $SYS/ is not allowed')
   }
 }
+
+/**
+ * `$share/...` is a subscription syntax, not a topic (§4.8.2). A publish to it would only reach the
+ * stored shared subscriptions of offline sessions, literally; refuse it.
+ */
+export const refuseSharePublish: AuthorizePublishHook = (_client, packet) => {
+  if (packet.topic.startsWith('$share/')) {
+    throw new NotAuthorizedError('publishing to $share/ is not allowed')
+  }
+}

@@ -134,3 +134,10 @@ void test('an unacknowledged shared delivery to a persistent member is redeliver
   assert.equal(again[0]?.payload.toString(), 'work')
   assert.equal(again[0]?.packet.dup, true)
 })
+
+void test('publishing to a $share/ topic is refused', async (t) => {
+  const server = await startTestServer(t)
+  const client = await connectClient(t, server.mqttPort)
+  await assert.rejects(client.publishAsync('$share/g/x', 'nope', { qos: 1 }), /not allowed|Not authorized/i)
+  assert.equal(client.connected, true)
+})
