@@ -5,14 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { MqttClient } from 'mqtt'
 import type mqttPacket from 'mqtt-packet'
-import {
-  collect,
-  connectClient,
-  nextMessage,
-  startTestServer,
-  TIMEOUT_MS,
-  uniqueId,
-} from '../helpers/server.js'
+import { collect, connectClient, nextMessage, startTestServer, uniqueId } from '../helpers/server.js'
 import { declareQueue, publishOutcome, subscribeQueue, uniqueQueue } from '../helpers/queues.js'
 import { rawClient } from '../helpers/raw-client.js'
 import { within } from '../helpers/wait.js'
