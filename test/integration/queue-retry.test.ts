@@ -98,19 +98,19 @@ void test('an unsettled delivery is redelivered after deliveryTimeoutMs with del
 
 void test('$extend keeps a delivery alive past deliveryTimeoutMs', async (t) => {
   const { consumer, first, queue } = await oneMessage(t, {
-    deliveryTimeoutMs: 300,
+    deliveryTimeoutMs: 400,
     retry: { initialDelayMs: 50 },
   })
   const id = messageIdOf(first)
   const received = collect(consumer)
   const deliveredAt = Date.now()
-  // Still working: extend every 150 ms for 600 ms, twice the delivery timeout. A delivery that had
+  // Still working: extend every 100 ms for 800 ms, twice the delivery timeout. A delivery that had
   // timed out would refuse the extend (0x80, not in flight) and come back with delivery-count 2.
-  for (let i = 0; i < 4; i++) {
-    await pace(150)
+  for (let i = 0; i < 8; i++) {
+    await pace(100)
     await settleOk(consumer, queue, '$extend', id)
   }
-  assert.ok(Date.now() - deliveredAt >= 600)
+  assert.ok(Date.now() - deliveredAt >= 800)
   await settleOk(consumer, queue, '$ack', id)
   await assert.rejects(nextMessage(consumer, undefined, QUIET_MS))
   assert.deepEqual(received, [], 'no redelivery while extended, none after the ack')
