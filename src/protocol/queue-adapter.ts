@@ -276,6 +276,7 @@ class MqttQueueAdapter implements QueueAdapter {
       if (reason !== undefined) input.reason = reason
     }
     const consumer = this.#consumerOf(client)
+    if (consumer.settlesWithPuback) consumer.settledExplicitly(queue, messageId)
     try {
       await consumer.sessionReady
       await this.#queues.settle(consumer, input)
@@ -399,6 +400,7 @@ class MqttQueueAdapter implements QueueAdapter {
     const consumer = this.#consumers.get(client)
     const inflight = consumer?.acknowledged(ack?.messageId)
     if (consumer === undefined || inflight === undefined || !consumer.settlesWithPuback) return
+    if (inflight.settled === true) return
     const { queue, messageId, group } = inflight
     this.#queues
       .settle(consumer, { queue, messageId, group, action: SettleActions.ack })

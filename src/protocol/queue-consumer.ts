@@ -34,6 +34,8 @@ export interface InflightDelivery {
   readonly queue: string
   readonly messageId: string
   readonly group: string
+  /** Settled explicitly (a 3.1.1 `$nack` etc.): the PUBACK then only frees the packet id. */
+  settled?: boolean
 }
 
 export class MqttQueueConsumer implements ConsumerConnection {
@@ -85,7 +87,8 @@ export class MqttQueueConsumer implements ConsumerConnection {
       node: this.#nodeId,
     }
     const client = this.#client
-    if (client.closed || !client.connected) {
+    // aedes sets `connected` only after flushing its own offline queue; CONNACK is out before that.
+    if (client.closed || !(client.connected || client.connackSent)) {
       // The core redelivers it: it learns of the disconnect through QueueService.disconnect().
       this.#logger.warn(fields, 'queue delivery dropped: client is not connected')
       return
@@ -135,6 +138,13 @@ export class MqttQueueConsumer implements ConsumerConnection {
     const inflight = this.#inflight.get(packetId)
     if (inflight !== undefined) this.#inflight.delete(packetId)
     return inflight
+  }
+
+  /** A settle publish names this delivery: its PUBACK must not settle it again as acked. */
+  settledExplicitly(queue: string, messageId: string): void {
+    for (const inflight of this.#inflight.values()) {
+      if (inflight.queue === queue && inflight.messageId === messageId) inflight.settled = true
+    }
   }
 
   /** Forgets every in-flight packet id (the connection is gone; the core returns the deliveries). */

@@ -280,8 +280,19 @@ export class QueueManager implements QueueService, DeliveryHost {
       member,
       deadline: this.deadlineFor(queue, group, progress, message.seq),
     })
-    this.saveProgress(queue, progress)
-    member.consumer.connection.deliver({ message, group: group.name, deliveryCount })
+    // The attempt is durable before the consumer sees the delivery: after a crash, a redelivery
+    // always says delivery-count + 1, never 1 again.
+    const inflight = progress.inflight.get(message.seq)
+    const snapshots = new Map<string, SnapshotSource>()
+    this.addProgressSnapshot(snapshots, progress)
+    this.commits.commit([], snapshots, false).then(
+      () => {
+        // Released meanwhile (consumer gone, timed out): the message is already back in line.
+        if (progress.inflight.get(message.seq) !== inflight) return
+        member.consumer.connection.deliver({ message, group: group.name, deliveryCount })
+      },
+      (error: unknown) => this.logWriteFailure(error, queue.name),
+    )
   }
 
   skipMissing(group: ConsumerGroup, progress: GroupProgress, seq: number): void {
@@ -432,7 +443,7 @@ export class QueueManager implements QueueService, DeliveryHost {
       ['dlq-original-queue', queue.name],
       ['dlq-original-group', group.name],
       ['dlq-original-message-id', message.id],
-      ['delivery-count', String(progress.attempts.get(message.seq) ?? 0)],
+      ['dlq-delivery-count', String(progress.attempts.get(message.seq) ?? 0)],
     ]
     if (rejectReason !== undefined) userProperties.push(['reason', rejectReason])
     const properties: MessageProperties = { ...message.properties, userProperties }
@@ -484,14 +495,6 @@ export class QueueManager implements QueueService, DeliveryHost {
       }
     }
     return { ops, snapshots }
-  }
-
-  private saveProgress(queue: Queue, progress: GroupProgress): void {
-    const snapshots = new Map<string, SnapshotSource>()
-    this.addProgressSnapshot(snapshots, progress)
-    this.commits
-      .commit([], snapshots, false)
-      .catch((error: unknown) => this.logWriteFailure(error, queue.name))
   }
 
   private addProgressSnapshot(snapshots: Map<string, SnapshotSource>, progress: GroupProgress): void {

@@ -69,47 +69,36 @@ void test('a 3.1.1 consumer that has not sent its PUBACK gets the message again 
   assert.notEqual(first?.messageId, second?.messageId, 'a new PUBLISH with a new packet id')
 })
 
-// TODO(broker): the nack is accepted (0x00), but mqtt.js then sends the PUBACK of the delivery, and the
-// adapter takes a 3.1.1 PUBACK as an ack; the core accepts an ack of a message that is not in flight
-// ("late ack"), so the nacked message is settled and never redelivered.
-void test(
-  'a 3.1.1 consumer nacks by putting the message-id in the payload of $nack: the message is redelivered',
-  { todo: 'broker bug: the PUBACK that follows the 3.1.1 $nack acks the message' },
-  async (t) => {
-    const queue = uniqueQueue('legacy')
-    const server = await startTestServer(t, {
-      raw: declareQueue(queue, { ordering: 'strict', retry: { initialDelayMs: 50 } }),
+void test('a 3.1.1 consumer nacks by putting the message-id in the payload of $nack: the message is redelivered', async (t) => {
+  const queue = uniqueQueue('legacy')
+  const server = await startTestServer(t, {
+    raw: declareQueue(queue, { ordering: 'strict', retry: { initialDelayMs: 50 } }),
+  })
+  const consumer = await legacy(t, server.mqttPort)
+  const nackFailures: string[] = []
+  let nacked = 0
+  const received = collect(consumer)
+  // The natural 3.1.1 handler: on failure, nack at once (mqtt.js sends the PUBACK right after).
+  consumer.on('message', () => {
+    if (received.length !== 1) return
+    consumer.publish(`$queue/${queue}/$nack`, FIRST_ID, { qos: 1 }, (err) => {
+      if (err) nackFailures.push(String(err))
+      else nacked++
     })
-    const consumer = await legacy(t, server.mqttPort)
-    const nackFailures: string[] = []
-    let nacked = 0
-    const received = collect(consumer)
-    // The natural 3.1.1 handler: on failure, nack at once (mqtt.js sends the PUBACK right after).
-    consumer.on('message', () => {
-      if (received.length !== 1) return
-      consumer.publish(`$queue/${queue}/$nack`, FIRST_ID, { qos: 1 }, (err) => {
-        if (err) nackFailures.push(String(err))
-        else nacked++
-      })
-    })
-    await subscribeQueue(consumer, queue)
-    const publisher = await connectClient(t, server.mqttPort)
-    await publisher.publishAsync(`$queue/${queue}`, 'job', { qos: 1 })
-    await within(
-      new Promise<void>((resolve) => consumer.on('message', () => received.length >= 2 && resolve())),
-      2_000, // the backoff is 50 ms
-      'the redelivery after the nack',
-    )
-    assert.deepEqual(nackFailures, [])
-    assert.equal(nacked, 1)
-    assert.equal(
-      consumer.connected,
-      true,
-      'the nack was accepted: a 3.1.1 refusal would close the connection',
-    )
-    assert.deepEqual(
-      received.map((r) => r.payload.toString()),
-      ['job', 'job'],
-    )
-  },
-)
+  })
+  await subscribeQueue(consumer, queue)
+  const publisher = await connectClient(t, server.mqttPort)
+  await publisher.publishAsync(`$queue/${queue}`, 'job', { qos: 1 })
+  await within(
+    new Promise<void>((resolve) => consumer.on('message', () => received.length >= 2 && resolve())),
+    2_000, // the backoff is 50 ms
+    'the redelivery after the nack',
+  )
+  assert.deepEqual(nackFailures, [])
+  assert.equal(nacked, 1)
+  assert.equal(consumer.connected, true, 'the nack was accepted: a 3.1.1 refusal would close the connection')
+  assert.deepEqual(
+    received.map((r) => r.payload.toString()),
+    ['job', 'job'],
+  )
+})

@@ -35,44 +35,36 @@ async function resume(
   return { client, received }
 }
 
-// TODO(broker): the adapter resumes the session on aedes' `connackSent`, but aedes sets
-// `client.connected` only after its own offline queue is flushed (connect.js emptyQueue), so
-// MqttQueueConsumer.deliver() drops the redelivery ("client is not connected") while the core counts
-// it in flight: it comes back only after deliveryTimeoutMs, with delivery-count 3.
-void test(
-  'a consumer with a persistent session gets its unsettled delivery again after reconnecting, without subscribing',
-  { todo: 'broker bug: the redelivery on session resume is dropped before client.connected is set' },
-  async (t) => {
-    const server = await startTestServer(t)
-    const queue = uniqueQueue('session')
-    const clientId = uniqueId('sticky')
-    const first = await connectClient(t, server.mqttPort, sessionOptions(clientId))
-    const firstDelivery = nextMessage(first)
-    await subscribeQueue(first, queue, uniqueId('g'))
-    const publisher = await connectClient(t, server.mqttPort)
-    await publisher.publishAsync(`$queue/${queue}`, 'job', { qos: 1 })
-    const delivery = await firstDelivery
-    assert.equal(deliveryCountOf(delivery), 1)
-    await first.endAsync() // DISCONNECT with the delivery unsettled; the session stays (expiry 300 s)
+void test('a consumer with a persistent session gets its unsettled delivery again after reconnecting, without subscribing', async (t) => {
+  const server = await startTestServer(t)
+  const queue = uniqueQueue('session')
+  const clientId = uniqueId('sticky')
+  const first = await connectClient(t, server.mqttPort, sessionOptions(clientId))
+  const firstDelivery = nextMessage(first)
+  await subscribeQueue(first, queue, uniqueId('g'))
+  const publisher = await connectClient(t, server.mqttPort)
+  await publisher.publishAsync(`$queue/${queue}`, 'job', { qos: 1 })
+  const delivery = await firstDelivery
+  assert.equal(deliveryCountOf(delivery), 1)
+  await first.endAsync() // DISCONNECT with the delivery unsettled; the session stays (expiry 300 s)
 
-    const { client, received } = await resume(t, server.mqttPort, clientId)
-    await waitForCount(client, received, 1)
-    const [again] = received
-    assert.ok(again)
-    assert.equal(again.payload.toString(), 'job')
-    assert.equal(messageIdOf(again), messageIdOf(delivery))
-    assert.equal(deliveryCountOf(again), 2)
-    await settleOk(client, queue, '$ack', messageIdOf(again))
+  const { client, received } = await resume(t, server.mqttPort, clientId)
+  await waitForCount(client, received, 1)
+  const [again] = received
+  assert.ok(again)
+  assert.equal(again.payload.toString(), 'job')
+  assert.equal(messageIdOf(again), messageIdOf(delivery))
+  assert.equal(deliveryCountOf(again), 2)
+  await settleOk(client, queue, '$ack', messageIdOf(again))
 
-    // Still a member: new messages reach it too.
-    await publisher.publishAsync(`$queue/${queue}`, 'next', { qos: 1 })
-    await waitForCount(client, received, 2)
-    const next = received[1]
-    assert.ok(next)
-    assert.equal(next.payload.toString(), 'next')
-    assert.equal(deliveryCountOf(next), 1)
-  },
-)
+  // Still a member: new messages reach it too.
+  await publisher.publishAsync(`$queue/${queue}`, 'next', { qos: 1 })
+  await waitForCount(client, received, 2)
+  const next = received[1]
+  assert.ok(next)
+  assert.equal(next.payload.toString(), 'next')
+  assert.equal(deliveryCountOf(next), 1)
+})
 
 void test('a consumer with a persistent session gets its unsettled deliveries again after a broker restart', async (t) => {
   const dataDir = await tempDir(t)

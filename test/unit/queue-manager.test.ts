@@ -210,7 +210,7 @@ test('reject and exhausted retries land in dlq/<name> with the right properties'
   assert.equal(dlq.userProperty(rejected, 'k'), 'v')
   assert.equal(dlq.userProperty(rejected, 'dlq-reason'), 'rejected')
   assert.equal(dlq.userProperty(rejected, 'dlq-original-queue'), 'work')
-  assert.equal(dlq.userProperty(rejected, 'delivery-count'), '1')
+  assert.equal(dlq.userProperty(rejected, 'dlq-delivery-count'), '1')
   assert.equal(dlq.userProperty(rejected, 'reason'), 'cannot parse')
 
   await until(() => consumer.deliveries.length === 2, 2000, 'second message')
@@ -220,7 +220,7 @@ test('reject and exhausted retries land in dlq/<name> with the right properties'
   await settle(manager, consumer, consumer.deliveries[2]!, 'nack')
   await until(() => dlq.deliveries.length === 2, 2000, 'max-deliveries dead letter')
   assert.equal(dlq.userProperty(dlq.deliveries[1]!, 'dlq-reason'), 'max-deliveries')
-  assert.equal(dlq.userProperty(dlq.deliveries[1]!, 'delivery-count'), '2')
+  assert.equal(dlq.userProperty(dlq.deliveries[1]!, 'dlq-delivery-count'), '2')
   await settle(manager, dlq, rejected, 'ack')
   await manager.close()
 })
