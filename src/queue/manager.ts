@@ -384,9 +384,12 @@ export class QueueManager implements QueueService, DeliveryHost {
     inflight.deadline.cancel()
     const member = inflight.member
     const consumerWasFull = !member.consumer.hasCapacity()
+    const memberWasFull = !member.hasCapacity(queue.settings.maxInflightPerConsumer)
     member.inflight--
     member.consumer.inflight--
-    queue.wake(progress.partition)
+    // A member at maxInflightPerConsumer held up every partition of this queue, not just this one.
+    if (memberWasFull) queue.wakeAll()
+    else queue.wake(progress.partition)
     // A consumer at its Receive Maximum may be waited on by partitions of other queues too.
     if (consumerWasFull)
       for (const other of member.consumer.members) this.queueNamed(other.group.queue).wakeAll()

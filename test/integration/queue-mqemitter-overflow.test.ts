@@ -176,14 +176,6 @@ void test(`plain aedes: ${PUBLISHERS} publishers x ${MESSAGES_PER_PUBLISHER}, ${
   }
 })
 
-/**
- * Known bug, kept visible: with `ordering: none`, a member at maxInflightPerConsumer stops every
- * partition of the queue, but a settle wakes only its own partition (QueueManager.releaseInflight), so
- * once the partitions still holding messages have nothing in flight, delivery stops for good.
- */
-const UNORDERED_STALL_BUG =
-  'ordering none: a settle frees a full member but wakes only its own partition; delivery can stop for good'
-
 /** Starts Spool with `settings` for `queue`, runs the traffic and asserts the broker took it. */
 async function spoolTakesTheTraffic(t: TestContext, settings: Record<string, unknown>): Promise<void> {
   const dataDir = await tempDir(t, 'spool-overflow-')
@@ -218,8 +210,5 @@ void test('Spool, default queue settings: the same traffic, the broker lives and
   spoolTakesTheTraffic(t, {}))
 
 // Unordered with a large window: deliveries and acks come in bursts as large as on plain aedes.
-void test(
-  'Spool, ordering none and 1,000 in flight per consumer: the same traffic, in larger bursts',
-  { todo: UNORDERED_STALL_BUG },
-  (t) => spoolTakesTheTraffic(t, { ordering: 'none', maxInflightPerConsumer: 1_000 }),
-)
+void test('Spool, ordering none and 1,000 in flight per consumer: the same traffic, in larger bursts', (t) =>
+  spoolTakesTheTraffic(t, { ordering: 'none', maxInflightPerConsumer: 1_000 }))

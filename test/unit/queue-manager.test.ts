@@ -309,3 +309,20 @@ test('after a restart unsettled deliveries come back with a higher count and ack
   assert.deepEqual(await third.manager.resumeSession(new FakeConsumer('r')), [])
   await third.manager.close()
 })
+
+test('unordered: a consumer at maxInflightPerConsumer is served again from every partition', async () => {
+  const { manager } = await setup({ spread: { ordering: 'none', maxInflightPerConsumer: 1 } })
+  const consumer = new FakeConsumer('one')
+  await manager.subscribe(consumer, 'spread', 'g')
+  await publishAll(
+    manager,
+    'spread',
+    Array.from({ length: 20 }, (_, i) => `m${i}`),
+  )
+  for (let acked = 0; acked < 20; acked++) {
+    await until(() => consumer.deliveries.length === acked + 1, 2000, `delivery ${acked + 1}`)
+    await settle(manager, consumer, consumer.deliveries[acked]!, 'ack')
+  }
+  assert.equal(manager.depth('spread'), 0)
+  await manager.close()
+})
