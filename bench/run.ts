@@ -194,7 +194,7 @@ async function spoolConfigFile(): Promise<string> {
   for (let round = 0; round < ROUNDS; round++) {
     for (const consumers of [1, 4]) declared[`none-${consumers}-${round}`] = { ordering: 'none' }
   }
-  await writeFile(file, JSON.stringify({ log: { level: 'warn' }, queues: { declared } }))
+  await writeFile(file, JSON.stringify({ queues: { declared } }))
   return file
 }
 
