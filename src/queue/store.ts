@@ -4,6 +4,7 @@
  * implementation must apply a batch all-or-nothing, and with `sync: true` must not resolve before the
  * batch is on stable storage.
  */
+import type { QueueSettingsOverrides } from './settings.js'
 import type { QueueMessage } from './types.js'
 
 /** Durable bookkeeping of one partition of one queue. */
@@ -36,6 +37,12 @@ export interface Membership {
   readonly group: string
 }
 
+/** Settings of a queue created or changed through the admin API (config-declared ones live in config). */
+export interface StoredQueueSettings {
+  readonly queue: string
+  readonly settings: QueueSettingsOverrides
+}
+
 export type StoreOp =
   | { readonly type: 'putMessage'; readonly message: QueueMessage }
   | {
@@ -52,9 +59,10 @@ export type StoreOp =
       readonly group: string
       readonly partition: number
     }
+  | { readonly type: 'putQueueSettings'; readonly record: StoredQueueSettings }
   | { readonly type: 'putMembership'; readonly membership: Membership }
   | { readonly type: 'deleteMembership'; readonly membership: Membership }
-  /** Deletes a queue's messages, partition metas and group states (used by purge/delete). */
+  /** Deletes a queue's messages, partition metas, group states and settings (used by purge/delete). */
   | { readonly type: 'deleteQueue'; readonly queue: string }
 
 /** Everything the core needs in memory after a restart (messages themselves are read lazily). */
@@ -62,6 +70,7 @@ export interface StoredState {
   readonly partitions: readonly PartitionMeta[]
   readonly groups: readonly GroupPartitionState[]
   readonly memberships: readonly Membership[]
+  readonly queueSettings: readonly StoredQueueSettings[]
 }
 
 export interface QueueStore {

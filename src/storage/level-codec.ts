@@ -5,7 +5,7 @@
  * 0x00 byte (never part of a name, [MQTT-4.7.3-2]), then fixed-width big-endian integers. Because the
  * name is terminated, queue `a` never shares a key prefix with `a/b` or `ab`.
  */
-import type { GroupPartitionState, Membership, PartitionMeta } from '../queue/store.js'
+import type { GroupPartitionState, Membership, PartitionMeta, StoredQueueSettings } from '../queue/store.js'
 import type { MessageProperties, QueueMessage } from '../queue/types.js'
 
 export const RecordKinds = {
@@ -13,6 +13,7 @@ export const RecordKinds = {
   partition: 0x70, // 'p'
   group: 0x67, // 'g'
   membership: 0x63, // 'c' (client)
+  settings: 0x73, // 's'
   format: 0x76, // 'v'
 } as const
 export type RecordKind = (typeof RecordKinds)[keyof typeof RecordKinds]
@@ -285,6 +286,16 @@ export function decodeGroupState(key: Buffer, value: Buffer): GroupPartitionStat
   for (let i = 0; i < attemptCount; i++, at += 12)
     attempts.push([readU64(value, at), value.readUInt32BE(at + 8)])
   return { queue, group, partition, ackFloor, settledAbove, attempts }
+}
+
+/** `s queue 0x00` -> JSON of the settings overrides (small, rare, human-debuggable). */
+export function encodeQueueSettings(record: StoredQueueSettings): Buffer {
+  return Buffer.from(JSON.stringify(record.settings), 'utf8')
+}
+
+export function decodeQueueSettings(key: Buffer, value: Buffer): StoredQueueSettings {
+  const queue = key.toString('utf8', 1, key.length - 1)
+  return { queue, settings: JSON.parse(value.toString('utf8')) as StoredQueueSettings['settings'] }
 }
 
 /** `c clientId 0x00 queue 0x00 group 0x00`, empty value: a client's memberships are one prefix scan. */

@@ -24,6 +24,8 @@ import {
   partitionKey,
   prefixRange,
   queuePrefix,
+  decodeQueueSettings,
+  encodeQueueSettings,
   RecordKinds,
   seqOfMessageKey,
 } from './level-codec.js'
@@ -175,15 +177,17 @@ export class LevelQueueStore implements QueueStore {
     const db = this.#requireDb()
     const kindRange = (kind: number) => prefixRange(Buffer.from([kind]))
     try {
-      const [metas, groups, memberships] = await Promise.all([
+      const [metas, groups, memberships, settings] = await Promise.all([
         db.iterator(kindRange(RecordKinds.partition)).all(),
         db.iterator(kindRange(RecordKinds.group)).all(),
         db.keys(kindRange(RecordKinds.membership)).all(),
+        db.iterator(kindRange(RecordKinds.settings)).all(),
       ])
       return {
         partitions: metas.map(([key, value]) => decodePartitionMeta(key, value)),
         groups: groups.map(([key, value]) => decodeGroupState(key, value)),
         memberships: memberships.map(decodeMembershipKey),
+        queueSettings: settings.map(([key, value]) => decodeQueueSettings(key, value)),
       }
     } catch (err) {
       throw storageFailure('loadState', err)
@@ -243,6 +247,14 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
       case 'deleteGroupState':
         out[i] = { type: 'del', key: groupKey(op.queue, op.group, op.partition) }
         queues[i] = op.queue
+        break
+      case 'putQueueSettings':
+        out[i] = {
+          type: 'put',
+          key: queuePrefix(RecordKinds.settings, op.record.queue),
+          value: encodeQueueSettings(op.record),
+        }
+        queues[i] = op.record.queue
         break
       case 'putMembership':
         out[i] = { type: 'put', key: membershipKey(op.membership), value: EMPTY }
@@ -306,6 +318,7 @@ async function expandQueueDeletes(db: Db, batch: PreparedBatch): Promise<LevelOp
         out.push({ type: 'del', key: earlier.key })
       }
     }
+    out.push({ type: 'del', key: queuePrefix(RecordKinds.settings, op) })
     for (const kind of [RecordKinds.message, RecordKinds.partition, RecordKinds.group]) {
       let keys: Buffer[]
       try {

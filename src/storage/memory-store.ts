@@ -10,6 +10,7 @@ import type {
   PartitionMeta,
   QueueStore,
   StoreOp,
+  StoredQueueSettings,
   StoredState,
 } from '../queue/store.js'
 import type { MessageProperties, QueueMessage } from '../queue/types.js'
@@ -26,6 +27,7 @@ interface QueueData {
   readonly metas: Map<number, PartitionMeta>
   /** Keyed by `${group}\u0000${partition}`; U+0000 cannot occur in a group name. */
   readonly groups: Map<string, GroupPartitionState>
+  settings?: StoredQueueSettings
 }
 
 /** In-memory {@link QueueStore}: no durability, `sync` is ignored. */
@@ -86,12 +88,14 @@ export class MemoryQueueStore implements QueueStore {
       this.#requireOpen()
       const partitions: PartitionMeta[] = []
       const groups: GroupPartitionState[] = []
+      const queueSettings: StoredQueueSettings[] = []
       for (const data of this.#queues.values()) {
         partitions.push(...data.metas.values())
         groups.push(...data.groups.values())
+        if (data.settings !== undefined) queueSettings.push(data.settings)
       }
       // Stored metas and states are frozen deep copies, safe to hand out as they are.
-      return { partitions, groups, memberships: [...this.#memberships.values()] }
+      return { partitions, groups, memberships: [...this.#memberships.values()], queueSettings }
     })
   }
 
@@ -139,6 +143,9 @@ export class MemoryQueueStore implements QueueStore {
         return
       case 'deleteGroupState':
         this.#queues.get(op.queue)?.groups.delete(groupKey(op.group, op.partition))
+        return
+      case 'putQueueSettings':
+        this.#queue(op.record.queue).settings = op.record
         return
       case 'putMembership':
         this.#memberships.set(membershipKey(op.membership), op.membership)
@@ -201,6 +208,14 @@ function copyOp(op: StoreOp): StoreOp {
         }),
       }
     }
+    case 'putQueueSettings':
+      return {
+        type: op.type,
+        record: Object.freeze({
+          queue: op.record.queue,
+          settings: JSON.parse(JSON.stringify(op.record.settings)) as StoredQueueSettings['settings'],
+        }),
+      }
     case 'putMembership':
     case 'deleteMembership': {
       const { clientId, queue, group } = op.membership

@@ -113,6 +113,12 @@ export function checkOp(op: StoreOp): void {
     case 'putMembership':
     case 'deleteMembership':
       return checkMembership(op.membership)
+    case 'putQueueSettings':
+      checkName('queue', op.record.queue)
+      if (typeof op.record.settings !== 'object' || op.record.settings === null) {
+        throw invalidInput('queue settings must be an object')
+      }
+      return
     case 'deleteQueue':
       return checkName('queue', op.queue)
     default:

@@ -28,7 +28,12 @@ void describe('LevelQueueStore', () => {
     t.after(() => store.close())
     await store.open()
     await store.open()
-    assert.deepEqual(await store.loadState(), { partitions: [], groups: [], memberships: [] })
+    assert.deepEqual(await store.loadState(), {
+      partitions: [],
+      groups: [],
+      memberships: [],
+      queueSettings: [],
+    })
   })
 
   void test('a new instance on the same directory loads what the previous one wrote', async (t) => {
@@ -77,6 +82,7 @@ void describe('LevelQueueStore', () => {
         { queue: 'jobs/ü', group: 'g', partition: 4, ackFloor: 8, settledAbove: [], attempts: [[9, 2]] },
       ],
       memberships: [{ clientId: 'c1', queue: 'jobs/ü', group: 'g' }],
+      queueSettings: [],
     })
     const [read] = await second.readMessages('jobs/ü', 4, 0, 10)
     assert.equal(read?.id, '4-9')

@@ -92,6 +92,7 @@ function sortedState(state: StoredState): StoredState {
         attempts: g.attempts.map((a) => [...a] as const),
       })),
     memberships: [...state.memberships].sort(byKey((m) => `${m.clientId}\u0000${m.queue}\u0000${m.group}`)),
+    queueSettings: [...state.queueSettings].sort(byKey((q) => q.queue)),
   }
 }
 
@@ -126,7 +127,12 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
 
       void test('an empty store loads an empty state', async (t) => {
         const store = await openStore(t)
-        assert.deepEqual(await store.loadState(), { partitions: [], groups: [], memberships: [] })
+        assert.deepEqual(await store.loadState(), {
+          partitions: [],
+          groups: [],
+          memberships: [],
+          queueSettings: [],
+        })
         await store.write([], { sync: true })
       })
 
@@ -139,6 +145,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
             { type: 'putPartitionMeta', meta: meta('jobs/a', 2, 7, 1) },
             { type: 'putGroupState', state: groupState('jobs/a', 'workers', 2, 4) },
             { type: 'putMembership', membership: { clientId: 'c1', queue: 'jobs/a', group: 'workers' } },
+            { type: 'putQueueSettings', record: { queue: 'jobs/a', settings: { ordering: 'none' } } },
           ],
           { sync: true },
         )
@@ -148,6 +155,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           partitions: [meta('jobs/a', 2, 7, 1)],
           groups: [groupState('jobs/a', 'workers', 2, 4)],
           memberships: [{ clientId: 'c1', queue: 'jobs/a', group: 'workers' }],
+          queueSettings: [{ queue: 'jobs/a', settings: { ordering: 'none' } }],
         })
         assert.deepEqual(plain(await store.getMessage('jobs/a', 2, 7)), plain(m))
       })
@@ -448,6 +456,26 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           assert.deepEqual(seqsOf(await store.readMessages(q, 0, 0, 10)), [1], q)
           assert.deepEqual(seqsOf(await store.readMessages(q, 1, 0, 10)), [2], q)
         }
+      })
+
+      void test('deletes the queue settings with it, and keeps those of other queues', async (t) => {
+        const store = await openStore(t)
+        await store.write(
+          [
+            { type: 'putQueueSettings', record: { queue: 'a', settings: { partitions: 3 } } },
+            { type: 'putQueueSettings', record: { queue: 'ab', settings: { retry: { maxDeliveries: 2 } } } },
+            { type: 'putQueueSettings', record: { queue: 'a', settings: { partitions: 4 } } },
+          ],
+          { sync: false },
+        )
+        assert.deepEqual(sortedState(await store.loadState()).queueSettings, [
+          { queue: 'a', settings: { partitions: 4 } },
+          { queue: 'ab', settings: { retry: { maxDeliveries: 2 } } },
+        ])
+        await store.write([{ type: 'deleteQueue', queue: 'a' }], { sync: false })
+        assert.deepEqual(sortedState(await store.loadState()).queueSettings, [
+          { queue: 'ab', settings: { retry: { maxDeliveries: 2 } } },
+        ])
       })
 
       void test('of an unknown queue is a no-op', async (t) => {
