@@ -22,10 +22,13 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
   { path: ['dataDir'], env: 'SPOOL_DATA_DIR', flag: 'data-dir' },
   { path: ['nodeId'], env: 'SPOOL_NODE_ID', flag: 'node-id' },
   { path: ['log', 'level'], env: 'SPOOL_LOG_LEVEL', flag: 'log-level' },
+  { path: ['auth', 'allowAnonymous'], env: 'SPOOL_ALLOW_ANONYMOUS', flag: 'allow-anonymous' },
 ]
 
 export const USAGE = `usage: spool start [--config FILE] [--mqtt-port N] [--host ADDR] [--ws-port N]
-                   [--http-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]`
+                   [--http-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]
+                   [--allow-anonymous true|false|loopback]
+       spool passwd     (reads a password from stdin, prints its hash for auth.users)`
 
 /** A command line that cannot be parsed (unknown flag, missing command). */
 export class UsageError extends Error {

@@ -4,6 +4,8 @@
  */
 import { hostname } from 'node:os'
 import { DEFAULT_QUEUE_SETTINGS, Orderings, type QueueSettings } from '../queue/types.js'
+import { AclGrants, patternProblem, type AclRule } from '../auth/acl.js'
+import { parsePasswordHash, PasswordHashError } from '../auth/password.js'
 
 export const LogLevels = {
   fatal: 'fatal',
@@ -53,6 +55,28 @@ export interface SpoolConfig {
     /** Queues declared in config, each fully resolved: DEFAULT_QUEUE_SETTINGS < defaults < own. */
     declared: Record<string, QueueSettings>
   }
+  /** MQTT authentication and ACLs (docs/security.md). */
+  auth: AuthConfig
+}
+
+/** One MQTT user from `auth.users`. */
+export interface AuthUser {
+  username: string
+  /** `scrypt$N$r$p$salt$hash` (src/auth/password.ts), checked at load. */
+  passwordHash: string
+  /** `null` (no `acl` key) = may do everything; a list denies what it does not grant. */
+  acl: AclRule[] | null
+}
+
+export interface AuthConfig {
+  /**
+   * CONNECT without user name and password: `loopback` (default) admits it only from a loopback
+   * address (127.0.0.0/8, ::1); `true` from anywhere; `false` never.
+   */
+  allowAnonymous: boolean | 'loopback'
+  users: AuthUser[]
+  /** ACL of admitted anonymous clients; `null` = may do everything. */
+  anonymousAcl: AclRule[] | null
 }
 
 /** Defaults before any file, env var or flag; `nodeId` is the machine's hostname. */
@@ -66,6 +90,7 @@ export function defaultConfig(): SpoolConfig {
     log: { level: 'info' },
     shutdown: { timeoutMs: 10_000 },
     queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {} },
+    auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
   }
 }
 
@@ -240,7 +265,17 @@ function checkQueueName(name: string, field: string): void {
  */
 export function validateConfig(raw: RawConfig): SpoolConfig {
   const d = defaultConfig()
-  const top = objectAt(raw, '', ['mqtt', 'ws', 'http', 'dataDir', 'nodeId', 'log', 'shutdown', 'queues'])
+  const top = objectAt(raw, '', [
+    'mqtt',
+    'ws',
+    'http',
+    'dataDir',
+    'nodeId',
+    'log',
+    'shutdown',
+    'queues',
+    'auth',
+  ])
   const mqtt = objectAt(top.mqtt, 'mqtt', ['port', 'host'])
   const ws = objectAt(top.ws, 'ws', ['port'])
   const http = objectAt(top.http, 'http', ['port'])
@@ -279,5 +314,60 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
       timeoutMs: integer(shutdown.timeoutMs, 'shutdown.timeoutMs', 100, 600_000, d.shutdown.timeoutMs),
     },
     queues: { defaults, declared },
+    auth: validateAuth(top.auth),
   }
+}
+
+// ---- auth ----
+
+function aclRules(raw: unknown, field: string): AclRule[] | null {
+  if (raw === undefined || raw === null) return null
+  if (!Array.isArray(raw)) throw new ConfigError(field, 'must be a list of { allow, topics } rules', raw)
+  return raw.map((item: unknown, i) => {
+    const f = `${field}[${i}]`
+    const rule = objectAt(item, f, ['allow', 'topics'])
+    if (rule.allow === undefined) throw new ConfigError(`${f}.allow`, 'is required', undefined)
+    const allow = oneOf(rule.allow, `${f}.allow`, Object.values(AclGrants), AclGrants.all)
+    if (!Array.isArray(rule.topics) || rule.topics.length === 0) {
+      throw new ConfigError(`${f}.topics`, 'must be a non-empty list of topic patterns', rule.topics)
+    }
+    const topics = rule.topics.map((pattern: unknown, j) => {
+      const problem = typeof pattern === 'string' ? patternProblem(pattern) : 'must be a string'
+      if (problem !== undefined) throw new ConfigError(`${f}.topics[${j}]`, problem, pattern)
+      return pattern as string
+    })
+    return { allow, topics }
+  })
+}
+
+function validateAuth(raw: unknown): AuthConfig {
+  const auth = objectAt(raw, 'auth', ['allowAnonymous', 'users', 'anonymousAcl'])
+  const allowAnonymous =
+    auth.allowAnonymous === 'loopback' || auth.allowAnonymous === undefined
+      ? 'loopback'
+      : boolean(auth.allowAnonymous, 'auth.allowAnonymous', false)
+  const usersRaw = auth.users ?? []
+  if (!Array.isArray(usersRaw)) throw new ConfigError('auth.users', 'must be a list of users', usersRaw)
+  const seen = new Set<string>()
+  const users = usersRaw.map((item: unknown, i): AuthUser => {
+    const f = `auth.users[${i}]`
+    const user = objectAt(item, f, ['username', 'passwordHash', 'acl'])
+    if (typeof user.username !== 'string' || user.username === '') {
+      throw new ConfigError(`${f}.username`, 'must be a non-empty string', user.username)
+    }
+    if (seen.has(user.username)) throw new ConfigError(`${f}.username`, 'is listed twice', user.username)
+    seen.add(user.username)
+    if (typeof user.passwordHash !== 'string') {
+      throw new ConfigError(`${f}.passwordHash`, 'must be a string made by `spool passwd`', '[redacted]')
+    }
+    try {
+      parsePasswordHash(user.passwordHash)
+    } catch (err) {
+      if (!(err instanceof PasswordHashError)) throw err
+      // The value is not echoed: it may be a password typed in by mistake.
+      throw new ConfigError(`${f}.passwordHash`, err.message, '[redacted]')
+    }
+    return { username: user.username, passwordHash: user.passwordHash, acl: aclRules(user.acl, `${f}.acl`) }
+  })
+  return { allowAnonymous, users, anonymousAcl: aclRules(auth.anonymousAcl, 'auth.anonymousAcl') }
 }

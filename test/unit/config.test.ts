@@ -35,6 +35,7 @@ void test('defaults', () => {
     log: { level: 'info' },
     shutdown: { timeoutMs: 10_000 },
     queues: { defaults: DEFAULT_QUEUE_SETTINGS, declared: {} },
+    auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
   })
 })
 
