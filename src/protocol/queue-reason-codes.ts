@@ -30,10 +30,16 @@ const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_FULL: R.quotaExceeded,
   UNKNOWN_MESSAGE: R.unspecifiedError,
   AMBIGUOUS_GROUP: R.unspecifiedError,
-  INVALID_SETTLE: R.unspecifiedError,
   STORAGE_FAILURE: R.unspecifiedError,
   // 0x88 Server unavailable is not a PUBACK code; the publish simply failed.
   CLOSED: R.unspecifiedError,
+  // Admin-API errors: not raised on the MQTT path, mapped for completeness.
+  INVALID_GROUP_NAME: R.unspecifiedError,
+  QUEUE_NOT_FOUND: R.unspecifiedError,
+  GROUP_NOT_FOUND: R.unspecifiedError,
+  QUEUE_EXISTS: R.unspecifiedError,
+  QUEUE_IN_USE: R.unspecifiedError,
+  INVALID_SETTINGS: R.unspecifiedError,
 }
 
 /** SUBACK for `SUBSCRIBE $queue/<name>` ([MQTT-3.9.3]). */
@@ -43,9 +49,15 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_FULL: R.quotaExceeded,
   UNKNOWN_MESSAGE: R.unspecifiedError,
   AMBIGUOUS_GROUP: R.unspecifiedError,
-  INVALID_SETTLE: R.unspecifiedError,
   STORAGE_FAILURE: R.unspecifiedError,
   CLOSED: R.unspecifiedError,
+  // A `consumer-group` starting with `$` is reserved (e.g. `$pending` on dead-letter queues).
+  INVALID_GROUP_NAME: R.topicFilterInvalid,
+  QUEUE_NOT_FOUND: R.unspecifiedError,
+  GROUP_NOT_FOUND: R.unspecifiedError,
+  QUEUE_EXISTS: R.unspecifiedError,
+  QUEUE_IN_USE: R.unspecifiedError,
+  INVALID_SETTINGS: R.unspecifiedError,
 }
 
 /** Reason code for a failed `$queue/` publish or settle; non-queue errors are 0x80. */

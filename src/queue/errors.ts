@@ -8,7 +8,12 @@ export const QueueErrorCodes = {
   queueFull: 'QUEUE_FULL',
   unknownMessage: 'UNKNOWN_MESSAGE',
   ambiguousGroup: 'AMBIGUOUS_GROUP',
-  invalidSettle: 'INVALID_SETTLE',
+  invalidGroupName: 'INVALID_GROUP_NAME',
+  queueNotFound: 'QUEUE_NOT_FOUND',
+  groupNotFound: 'GROUP_NOT_FOUND',
+  queueExists: 'QUEUE_EXISTS',
+  queueInUse: 'QUEUE_IN_USE',
+  invalidSettings: 'INVALID_SETTINGS',
   storageFailure: 'STORAGE_FAILURE',
   closed: 'CLOSED',
 } as const

@@ -1,3 +1,4 @@
+import type { QueueObserver } from './observer.js'
 import type { QueueStore, StoreOp } from './store.js'
 
 /** Builds a record's latest snapshot at flush time (e.g. a group's progress). */
@@ -19,7 +20,10 @@ export class GroupCommit {
   private writing: Promise<void> | undefined
   private closed = false
 
-  constructor(private readonly store: QueueStore) {}
+  constructor(
+    private readonly store: QueueStore,
+    private readonly observer: QueueObserver,
+  ) {}
 
   /** Adds ops (and snapshot keys) to the current batch; resolves when that batch is durable. */
   commit(
@@ -61,8 +65,10 @@ export class GroupCommit {
     this.snapshots = new Map()
     this.waiters = []
     this.sync = false
+    const startedMs = performance.now()
     this.writing = this.store.write(ops, { sync }).then(
       () => {
+        this.observer.batchWritten(ops.length, performance.now() - startedMs)
         for (const waiter of waiters) waiter.resolve()
       },
       (error: unknown) => {

@@ -7,6 +7,7 @@ import type { QueueMessage } from './types.js'
 export interface Inflight {
   readonly message: QueueMessage
   readonly member: Member
+  readonly deliveredAtMs: number
   deadline: TimerEntry
 }
 

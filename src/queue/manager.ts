@@ -1,13 +1,20 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { retryDelayMs } from './backoff.js'
 import { systemClock, type Clock } from './clock.js'
 import { ConsumerGroup, ConsumerState, Member } from './consumer-group.js'
-import { QueueError, QueueErrorCodes } from './errors.js'
+import { QueueError, QueueErrorCodes, type QueueErrorCode } from './errors.js'
 import { GroupCommit, type SnapshotSource } from './group-commit.js'
 import { GroupProgress } from './group-progress.js'
 import { silentLogger, type QueueLogger } from './logger.js'
+import { silentObserver, type QueueObserver } from './observer.js'
 import type { DeliveryHost } from './partition-worker.js'
 import { Queue } from './queue.js'
-import { queueNameProblem, resolveQueueSettings, type QueueSettingsOverrides } from './settings.js'
+import {
+  queueNameProblem,
+  resolveQueueSettings,
+  settingsProblem,
+  type QueueSettingsOverrides,
+} from './settings.js'
 import type { Membership, QueueStore, StoreOp } from './store.js'
 import { TimerQueue } from './timer-queue.js'
 import {
@@ -32,7 +39,34 @@ export interface QueueManagerOptions {
   declared?: Readonly<Record<string, QueueSettingsOverrides>>
   clock?: Clock
   logger?: QueueLogger
+  observer?: QueueObserver
 }
+
+/** One consumer group of a queue, as the admin API and metrics see it. */
+export interface GroupStats {
+  readonly name: string
+  /** Client ids of the online members. */
+  readonly consumers: string[]
+  /** Messages this group has not settled yet (in flight included). */
+  readonly backlog: number
+  readonly inflight: number
+}
+
+export interface QueueStats {
+  readonly name: string
+  readonly settings: QueueSettings
+  /** Messages stored. */
+  readonly depth: number
+  readonly inflight: number
+  readonly consumers: number
+  readonly groups: GroupStats[]
+}
+
+/**
+ * A group that exists on every dead-letter queue and never has members: its progress marks the dead
+ * letters an operator has not acted on yet (redrive or purge), and it keeps them stored until then.
+ */
+export const PENDING_DEAD_LETTERS_GROUP = '$pending'
 
 /** Dead letters of queue `<name>` go to the ordinary queue `dlq/<name>`. */
 export const DEAD_LETTER_PREFIX = 'dlq/'
@@ -50,6 +84,9 @@ export class QueueManager implements QueueService, DeliveryHost {
   private readonly commits: GroupCommit
   private readonly defaults: QueueSettings
   private readonly declared: Readonly<Record<string, QueueSettingsOverrides>>
+  /** Settings given through the admin API, by queue; they win over config. */
+  private readonly adminSettings = new Map<string, QueueSettingsOverrides>()
+  private readonly observer: QueueObserver
   private readonly queues = new Map<string, Queue>()
   private readonly consumers = new Map<string, ConsumerState>()
   /** Stored memberships by client id, for persistent sessions. */
@@ -62,14 +99,16 @@ export class QueueManager implements QueueService, DeliveryHost {
     this.logger = options.logger ?? silentLogger
     this.defaults = options.defaults ?? DEFAULT_QUEUE_SETTINGS
     this.declared = options.declared ?? {}
+    this.observer = options.observer ?? silentObserver
     this.timers = new TimerQueue(this.clock)
-    this.commits = new GroupCommit(this.store)
+    this.commits = new GroupCommit(this.store, this.observer)
   }
 
   /** Opens the store and rebuilds queues, groups and memberships from it. */
   async open(): Promise<void> {
     await this.store.open()
     const state = await this.store.loadState()
+    for (const record of state.queueSettings) this.adminSettings.set(record.queue, record.settings)
     for (const meta of state.partitions) {
       const queue = this.queueNamed(meta.queue)
       queue.ensurePartitions(meta.partition + 1)
@@ -100,17 +139,22 @@ export class QueueManager implements QueueService, DeliveryHost {
 
   async publish(input: PublishInput): Promise<QueueMessage> {
     this.assertOpen()
-    this.assertQueueName(input.queue)
+    const refuse = (code: QueueErrorCode, message: string): never => {
+      this.observer.publishRefused(input.queue, code)
+      throw new QueueError(code, message)
+    }
+    const problem = queueNameProblem(input.queue)
+    if (problem !== undefined) refuse(QueueErrorCodes.invalidQueueName, problem)
     const queue = this.queueNamed(input.queue)
     const settings = queue.settings
     if (input.payload.byteLength > settings.maxMessageBytes) {
-      throw new QueueError(
+      refuse(
         QueueErrorCodes.messageTooLarge,
         `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
       )
     }
     if (queue.depth() >= settings.maxDepth) {
-      throw new QueueError(
+      refuse(
         QueueErrorCodes.queueFull,
         `queue ${queue.name} is full (maxDepth ${settings.maxDepth} messages)`,
       )
@@ -125,6 +169,7 @@ export class QueueManager implements QueueService, DeliveryHost {
       ...(expiresAtMs === undefined ? {} : { expiresAtMs }),
     })
     await this.commitAppend(queue, message, [], new Map(), settings.durability.sync)
+    this.observer.enqueued(queue.name)
     return message
   }
 
@@ -136,6 +181,12 @@ export class QueueManager implements QueueService, DeliveryHost {
   ): Promise<void> {
     this.assertOpen()
     this.assertQueueName(queueName)
+    if (groupName.length === 0 || groupName.startsWith('$')) {
+      throw new QueueError(
+        QueueErrorCodes.invalidGroupName,
+        `consumer group "${groupName}" is not allowed: it must be non-empty and not start with "$"`,
+      )
+    }
     const queue = this.queueNamed(queueName)
     const created = !queue.groups.has(groupName)
     const group = this.groupOf(queue, groupName)
@@ -246,15 +297,18 @@ export class QueueManager implements QueueService, DeliveryHost {
       }
       case SettleActions.ack: {
         this.releaseInflight(queue, progress, seq)
+        this.observer.settled(queue.name, group.name, input.action, this.sinceDelivery(inflight))
         return this.commitSettled(queue, progress, seq)
       }
       case SettleActions.nack: {
         const released = this.releaseInflight(queue, progress, seq)!
+        this.observer.settled(queue.name, group.name, input.action, this.sinceDelivery(inflight))
         const delayMs = input.delayMs ?? retryDelayMs(queue.settings.retry, progress.attempts.get(seq) ?? 1)
         return this.retryLater(queue, group, progress, released.message, delayMs)
       }
       case SettleActions.reject: {
         const released = this.releaseInflight(queue, progress, seq)
+        this.observer.settled(queue.name, group.name, input.action, this.sinceDelivery(inflight))
         const message = released?.message ?? (await this.readMessage(queue, parsed.partition, seq))
         return this.deadLetter(queue, group, progress, message, DeadLetterReasons.rejected, input.reason)
       }
@@ -278,8 +332,10 @@ export class QueueManager implements QueueService, DeliveryHost {
     progress.inflight.set(message.seq, {
       message,
       member,
+      deliveredAtMs: now,
       deadline: this.deadlineFor(queue, group, progress, message.seq),
     })
+    this.observer.delivered(queue.name, group.name, deliveryCount, now - message.enqueuedAtMs)
     // The attempt is durable before the consumer sees the delivery: after a crash, a redelivery
     // always says delivery-count + 1, never 1 again.
     const inflight = progress.inflight.get(message.seq)
@@ -310,6 +366,240 @@ export class QueueManager implements QueueService, DeliveryHost {
   /** Stored messages of a queue, or undefined if it does not exist. */
   depth(queueName: string): number | undefined {
     return this.queues.get(queueName)?.depth()
+  }
+
+  // ---- Administration (admin API, CLI, metrics) ----
+
+  listQueues(): QueueStats[] {
+    return [...this.queues.values()].map((queue) => this.statsOf(queue))
+  }
+
+  queueStats(name: string): QueueStats {
+    return this.statsOf(this.existingQueue(name))
+  }
+
+  /** Creates a queue with its own settings, stored durably; they win over config. */
+  async createQueue(name: string, overrides: QueueSettingsOverrides): Promise<QueueStats> {
+    this.assertOpen()
+    this.assertQueueName(name)
+    if (this.queues.has(name))
+      throw new QueueError(QueueErrorCodes.queueExists, `queue ${name} already exists`)
+    const settings = this.checkedSettings(name, overrides)
+    this.adminSettings.set(name, overrides)
+    const queue = this.queueNamed(name)
+    const snapshots = new Map<string, SnapshotSource>()
+    for (const log of queue.logs) snapshots.set(`p\u0000${name}\u0000${log.partition}`, () => log.metaOp())
+    await this.commits.commit(
+      [{ type: 'putQueueSettings', record: { queue: name, settings: overrides } }],
+      snapshots,
+      settings.durability.sync,
+    )
+    return this.statsOf(queue)
+  }
+
+  /** Changes settings of a queue (merged over what it has); partitions may grow, never shrink. */
+  async updateQueue(name: string, overrides: QueueSettingsOverrides): Promise<QueueStats> {
+    this.assertOpen()
+    const queue = this.existingQueue(name)
+    const previous = this.adminSettings.get(name) ?? {}
+    const merged: QueueSettingsOverrides = {
+      ...previous,
+      ...overrides,
+      ...(previous.retry || overrides.retry ? { retry: { ...previous.retry, ...overrides.retry } } : {}),
+      ...(previous.durability || overrides.durability
+        ? { durability: { ...previous.durability, ...overrides.durability } }
+        : {}),
+    }
+    const settings = this.checkedSettings(name, merged)
+    if (settings.partitions < queue.logs.length) {
+      throw new QueueError(
+        QueueErrorCodes.invalidSettings,
+        `partitions of queue ${name} can grow but not shrink (has ${queue.logs.length}, asked ${settings.partitions})`,
+      )
+    }
+    await this.commits.commit(
+      [{ type: 'putQueueSettings', record: { queue: name, settings: merged } }],
+      new Map(),
+      settings.durability.sync,
+    )
+    this.adminSettings.set(name, merged)
+    queue.applySettings(settings)
+    return this.statsOf(queue)
+  }
+
+  /** Deletes a queue with its messages and groups; refused while consumers are online. */
+  async deleteQueue(name: string): Promise<void> {
+    this.assertOpen()
+    const queue = this.existingQueue(name)
+    this.assertNoConsumers(queue)
+    const ops: StoreOp[] = [{ type: 'deleteQueue', queue: name }]
+    for (const [clientId, stored] of this.memberships) {
+      const kept = stored.filter((membership) => membership.queue !== name)
+      for (const membership of stored)
+        if (membership.queue === name) ops.push({ type: 'deleteMembership', membership })
+      this.memberships.set(clientId, kept)
+    }
+    this.forgetTimers(queue)
+    this.queues.delete(name)
+    this.adminSettings.delete(name)
+    await this.commits.commit(ops, new Map(), queue.settings.durability.sync)
+    this.logger.info({ queue: name }, 'queue deleted')
+  }
+
+  /**
+   * Deletes every stored message of a queue; groups stay, settled up to the last message. Deliveries
+   * in flight are forgotten (their settles answer "already settled"). Returns how many were deleted.
+   */
+  async purgeQueue(name: string): Promise<number> {
+    this.assertOpen()
+    const queue = this.existingQueue(name)
+    const purged = queue.depth()
+    this.forgetTimers(queue)
+    const snapshots = new Map<string, SnapshotSource>()
+    for (const log of queue.logs) {
+      log.clear()
+      log.markCommitted(log.lastSeq)
+      snapshots.set(`p\u0000${name}\u0000${log.partition}`, () => log.metaOp())
+      for (const group of queue.groups.values()) {
+        const fresh = new GroupProgress(name, group.name, log.partition, log.lastSeq)
+        const old = group.progress[log.partition]
+        for (const inflight of old?.inflight.values() ?? []) {
+          inflight.member.inflight--
+          inflight.member.consumer.inflight--
+        }
+        group.progress[log.partition] = fresh
+        this.addProgressSnapshot(snapshots, fresh)
+      }
+    }
+    const ops: StoreOp[] = [{ type: 'deleteQueue', queue: name }]
+    const stored = this.adminSettings.get(name)
+    if (stored !== undefined)
+      ops.push({ type: 'putQueueSettings', record: { queue: name, settings: stored } })
+    await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
+    this.logger.info({ queue: name, purged }, 'queue purged')
+    queue.wakeAll()
+    return purged
+  }
+
+  /** Deletes a consumer group and its progress; refused while it has members online. */
+  async deleteGroup(queueName: string, groupName: string): Promise<void> {
+    this.assertOpen()
+    const queue = this.existingQueue(queueName)
+    const group = queue.groups.get(groupName)
+    if (group === undefined) {
+      throw new QueueError(
+        QueueErrorCodes.groupNotFound,
+        `group ${groupName} does not exist on queue ${queueName}`,
+      )
+    }
+    if (group.members.length > 0) {
+      throw new QueueError(
+        QueueErrorCodes.queueInUse,
+        `group ${groupName} of queue ${queueName} has ${group.members.length} consumers online`,
+      )
+    }
+    for (const progress of group.progress)
+      for (const entry of progress?.waiting.values() ?? []) entry.cancel()
+    queue.groups.delete(groupName)
+    const ops: StoreOp[] = []
+    const snapshots = new Map<string, SnapshotSource>()
+    for (const log of queue.logs) {
+      ops.push({ type: 'deleteGroupState', queue: queueName, group: groupName, partition: log.partition })
+      ops.push(...this.retentionOps(queue, log.partition, snapshots))
+    }
+    await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
+  }
+
+  /** Up to `limit` stored messages, oldest first per partition, without consuming them. */
+  async peek(name: string, limit: number): Promise<QueueMessage[]> {
+    const queue = this.existingQueue(name)
+    const perPartition = await Promise.all(
+      queue.logs.map((log) => this.store.readMessages(name, log.partition, log.firstSeq, limit)),
+    )
+    return perPartition
+      .flat()
+      .sort((a, b) => a.enqueuedAtMs - b.enqueuedAtMs || a.partition - b.partition || a.seq - b.seq)
+      .slice(0, limit)
+  }
+
+  /** Dead letters of `name` not yet redriven or purged, oldest first. */
+  async deadLetters(name: string, limit: number): Promise<QueueMessage[]> {
+    const deadLetters = this.queues.get(DEAD_LETTER_PREFIX + name)
+    if (deadLetters === undefined) return []
+    const pending = deadLetters.groups.get(PENDING_DEAD_LETTERS_GROUP)
+    const found: QueueMessage[] = []
+    for (const log of deadLetters.logs) {
+      const progress = pending?.progress[log.partition]
+      let from = Math.max(log.firstSeq, (progress?.ackFloor ?? 0) + 1)
+      while (from <= log.lastSeq && found.length < limit * deadLetters.logs.length) {
+        const batch = await this.store.readMessages(deadLetters.name, log.partition, from, limit)
+        if (batch.length === 0) break
+        for (const message of batch) if (progress?.isSettled(message.seq) !== true) found.push(message)
+        from = batch.at(-1)!.seq + 1
+        if (found.length >= limit) break
+      }
+    }
+    return found.sort((a, b) => a.enqueuedAtMs - b.enqueuedAtMs).slice(0, limit)
+  }
+
+  /**
+   * Puts dead letters of `name` back on `name` (one, by its id in the dead-letter queue, or up to
+   * `limit`), each atomically with marking it handled in the dead-letter queue. Paced at
+   * `ratePerSecond`; stops early when `name` is full. Returns how many went back.
+   */
+  async redrive(
+    name: string,
+    options: { messageId?: string; limit?: number; ratePerSecond?: number } = {},
+  ): Promise<number> {
+    this.assertOpen()
+    const target = this.queueNamed(name)
+    const deadLetters = this.queues.get(DEAD_LETTER_PREFIX + name)
+    const candidates =
+      options.messageId === undefined
+        ? await this.deadLetters(name, options.limit ?? 1000)
+        : (await this.deadLetters(name, Number.MAX_SAFE_INTEGER)).filter((m) => m.id === options.messageId)
+    if (options.messageId !== undefined && candidates.length === 0) {
+      throw new QueueError(
+        QueueErrorCodes.unknownMessage,
+        `no pending dead letter ${options.messageId} in ${DEAD_LETTER_PREFIX}${name}`,
+      )
+    }
+    const pending = deadLetters?.groups.get(PENDING_DEAD_LETTERS_GROUP)
+    const intervalMs = options.ratePerSecond === undefined ? 0 : 1000 / options.ratePerSecond
+    let redriven = 0
+    for (const deadLetter of candidates) {
+      if (deadLetters === undefined || pending === undefined) break
+      if (target.depth() >= target.settings.maxDepth) break
+      const progress = pending.progressFor(
+        deadLetter.partition,
+        deadLetters.log(deadLetter.partition).firstSeq - 1,
+      )
+      if (progress.isSettled(deadLetter.seq)) continue
+      const original = parseMessageId(
+        deadLetter.properties.userProperties?.find(([key]) => key === 'dlq-original-message-id')?.[1] ?? '',
+      )
+      const partition =
+        original !== undefined && original.partition < target.settings.partitions
+          ? original.partition
+          : target.partitionFor(undefined)
+      const userProperties = (deadLetter.properties.userProperties ?? []).filter(
+        ([key]) => !key.startsWith('dlq-') && key !== 'reason',
+      )
+      const message = this.append(target, partition, {
+        payload: deadLetter.payload,
+        properties: { ...deadLetter.properties, userProperties },
+        enqueuedAtMs: this.clock.now(),
+      })
+      const { ops, snapshots } = this.settleOps(deadLetters, progress, deadLetter.seq)
+      await this.commitAppend(target, message, ops, snapshots, target.settings.durability.sync)
+      redriven++
+      if (intervalMs > 0 && redriven < candidates.length) {
+        // Pacing is wall-clock time for the operator's sake, not queue time: a plain timer.
+        await sleep(intervalMs)
+      }
+    }
+    if (redriven > 0) this.logger.info({ queue: name, redriven }, 'dead letters redriven')
+    return redriven
   }
 
   private append(
@@ -360,6 +650,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     return this.timers.schedule(this.clock.now() + queue.settings.deliveryTimeoutMs, () => {
       const released = this.releaseInflight(queue, progress, seq)
       if (released === undefined) return
+      this.observer.timedOut(queue.name, group.name)
       this.logger.info(
         {
           queue: queue.name,
@@ -439,7 +730,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     reason: DeadLetterReason,
     rejectReason?: string,
   ): Promise<void> {
-    const deadLetters = this.queueNamed(DEAD_LETTER_PREFIX + queue.name)
+    const deadLetters = this.deadLetterQueueOf(queue.name)
     const userProperties: Array<[string, string]> = [
       ...(message.properties.userProperties ?? []),
       ['dlq-reason', reason],
@@ -456,6 +747,9 @@ export class QueueManager implements QueueService, DeliveryHost {
       enqueuedAtMs: this.clock.now(),
     })
     const { ops, snapshots } = this.settleOps(queue, progress, message.seq)
+    const pending = deadLetters.groups.get(PENDING_DEAD_LETTERS_GROUP)?.progress[deadLetter.partition]
+    if (pending !== undefined) this.addProgressSnapshot(snapshots, pending)
+    this.observer.deadLettered(queue.name, group.name, reason)
     this.logger.info(
       {
         queue: queue.name,
@@ -476,6 +770,84 @@ export class QueueManager implements QueueService, DeliveryHost {
     )
   }
 
+  private sinceDelivery(inflight: { deliveredAtMs: number } | undefined): number | undefined {
+    return inflight === undefined ? undefined : this.clock.now() - inflight.deliveredAtMs
+  }
+
+  /** `dlq/<name>`, with the group that holds dead letters until an operator acts on them. */
+  private deadLetterQueueOf(name: string): Queue {
+    const deadLetters = this.queueNamed(DEAD_LETTER_PREFIX + name)
+    const pending = this.groupOf(deadLetters, PENDING_DEAD_LETTERS_GROUP)
+    for (const log of deadLetters.logs) pending.progressFor(log.partition, log.firstSeq - 1)
+    return deadLetters
+  }
+
+  private settingsFor(name: string): QueueSettings {
+    return resolveQueueSettings(this.defaults, { ...this.declared[name], ...this.adminSettings.get(name) })
+  }
+
+  private checkedSettings(name: string, overrides: QueueSettingsOverrides): QueueSettings {
+    const settings = resolveQueueSettings(this.defaults, { ...this.declared[name], ...overrides })
+    const problem = settingsProblem(settings)
+    if (problem !== undefined) throw new QueueError(QueueErrorCodes.invalidSettings, problem)
+    return settings
+  }
+
+  private statsOf(queue: Queue): QueueStats {
+    const groups: GroupStats[] = []
+    let inflight = 0
+    const consumers = new Set<string>()
+    for (const group of queue.groups.values()) {
+      let backlog = 0
+      let groupInflight = 0
+      for (const log of queue.logs) {
+        const progress = group.progress[log.partition]
+        backlog += progress === undefined ? log.count : progress.backlog(log.committedSeq)
+        groupInflight += progress?.inflight.size ?? 0
+      }
+      inflight += groupInflight
+      const members = group.members.map((member) => member.consumer.connection.clientId)
+      for (const member of members) consumers.add(member)
+      groups.push({ name: group.name, consumers: members, backlog, inflight: groupInflight })
+    }
+    return {
+      name: queue.name,
+      settings: queue.settings,
+      depth: queue.depth(),
+      inflight,
+      consumers: consumers.size,
+      groups,
+    }
+  }
+
+  private existingQueue(name: string): Queue {
+    const queue = this.queues.get(name)
+    if (queue === undefined)
+      throw new QueueError(QueueErrorCodes.queueNotFound, `queue ${name} does not exist`)
+    return queue
+  }
+
+  private assertNoConsumers(queue: Queue): void {
+    for (const group of queue.groups.values()) {
+      if (group.members.length > 0) {
+        throw new QueueError(
+          QueueErrorCodes.queueInUse,
+          `queue ${queue.name} has consumers online (group ${group.name}); stop them first`,
+        )
+      }
+    }
+  }
+
+  /** Cancels the deadlines and retry timers of a queue that is being purged or deleted. */
+  private forgetTimers(queue: Queue): void {
+    for (const group of queue.groups.values()) {
+      for (const progress of group.progress) {
+        for (const inflight of progress?.inflight.values() ?? []) inflight.deadline.cancel()
+        for (const entry of progress?.waiting.values() ?? []) entry.cancel()
+      }
+    }
+  }
+
   private async commitSettled(queue: Queue, progress: GroupProgress, seq: number): Promise<void> {
     const { ops, snapshots } = this.settleOps(queue, progress, seq)
     await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
@@ -485,19 +857,20 @@ export class QueueManager implements QueueService, DeliveryHost {
   private settleOps(queue: Queue, progress: GroupProgress, seq: number) {
     const snapshots = new Map<string, SnapshotSource>()
     this.addProgressSnapshot(snapshots, progress)
-    const ops: StoreOp[] = []
-    if (progress.settle(seq)) {
-      const log = queue.log(progress.partition)
-      let floor = Infinity
-      for (const group of queue.groups.values()) {
-        floor = Math.min(floor, group.progress[progress.partition]?.ackFloor ?? log.firstSeq - 1)
-      }
-      if (floor >= log.firstSeq) {
-        ops.push(...log.deleteThrough(floor))
-        snapshots.set(`p\u0000${queue.name}\u0000${log.partition}`, () => log.metaOp())
-      }
-    }
+    const ops = progress.settle(seq) ? this.retentionOps(queue, progress.partition, snapshots) : []
     return { ops, snapshots }
+  }
+
+  /** Deletes the messages of a partition that every group has settled (none while no group exists). */
+  private retentionOps(queue: Queue, partition: number, snapshots: Map<string, SnapshotSource>): StoreOp[] {
+    const log = queue.log(partition)
+    let floor = Infinity
+    for (const group of queue.groups.values()) {
+      floor = Math.min(floor, group.progress[partition]?.ackFloor ?? log.firstSeq - 1)
+    }
+    if (floor === Infinity || floor < log.firstSeq) return []
+    snapshots.set(`p\u0000${queue.name}\u0000${partition}`, () => log.metaOp())
+    return log.deleteThrough(floor)
   }
 
   private addProgressSnapshot(snapshots: Map<string, SnapshotSource>, progress: GroupProgress): void {
@@ -579,7 +952,7 @@ export class QueueManager implements QueueService, DeliveryHost {
   private queueNamed(name: string): Queue {
     let queue = this.queues.get(name)
     if (queue === undefined) {
-      const settings = resolveQueueSettings(this.defaults, this.declared[name])
+      const settings = this.settingsFor(name)
       queue = new Queue(name, settings, this.store, this)
       this.queues.set(name, queue)
     }

@@ -14,12 +14,24 @@ export class Queue {
 
   constructor(
     readonly name: string,
-    public settings: QueueSettings,
+    private currentSettings: QueueSettings,
     private readonly store: QueueStore,
     private readonly host: DeliveryHost,
   ) {
+    this.partitioner = new Partitioner(currentSettings.partitions)
+    this.ensurePartitions(currentSettings.partitions)
+  }
+
+  get settings(): QueueSettings {
+    return this.currentSettings
+  }
+
+  /** New settings apply to the next publish and delivery; partitions only ever grow. */
+  applySettings(settings: QueueSettings): void {
+    this.currentSettings = settings
     this.partitioner = new Partitioner(settings.partitions)
     this.ensurePartitions(settings.partitions)
+    this.wakeAll()
   }
 
   /** Partitions found in storage beyond the configured count stay served until drained. */

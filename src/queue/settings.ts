@@ -32,3 +32,38 @@ export function queueNameProblem(name: string): string | undefined {
   }
   return undefined
 }
+
+/** What is wrong with resolved settings, or undefined; for settings that come from the admin API. */
+export function settingsProblem(settings: QueueSettings): string | undefined {
+  const positive: Array<[string, number]> = [
+    ['partitions', settings.partitions],
+    ['maxInflightPerPartition', settings.maxInflightPerPartition],
+    ['maxInflightPerConsumer', settings.maxInflightPerConsumer],
+    ['deliveryTimeoutMs', settings.deliveryTimeoutMs],
+    ['retry.maxDeliveries', settings.retry.maxDeliveries],
+    ['retry.totalTimeoutMs', settings.retry.totalTimeoutMs],
+    ['maxMessageBytes', settings.maxMessageBytes],
+    ['maxDepth', settings.maxDepth],
+  ]
+  for (const [field, value] of positive) {
+    if (!Number.isSafeInteger(value) || value < 1)
+      return `${field} must be a positive integer, got ${String(value)}`
+  }
+  if (settings.partitions > 1024) return `partitions must be at most 1024, got ${settings.partitions}`
+  const nonNegative: Array<[string, number]> = [
+    ['retry.initialDelayMs', settings.retry.initialDelayMs],
+    ['retry.maxDelayMs', settings.retry.maxDelayMs],
+  ]
+  for (const [field, value] of nonNegative) {
+    if (!Number.isSafeInteger(value) || value < 0)
+      return `${field} must be an integer >= 0, got ${String(value)}`
+  }
+  if (typeof settings.retry.factor !== 'number' || !(settings.retry.factor >= 1)) {
+    return `retry.factor must be a number >= 1, got ${String(settings.retry.factor)}`
+  }
+  if (!Object.values(Orderings).includes(settings.ordering)) {
+    return `ordering must be one of ${Object.values(Orderings).join(', ')}, got ${String(settings.ordering)}`
+  }
+  if (typeof settings.durability.sync !== 'boolean') return 'durability.sync must be true or false'
+  return undefined
+}

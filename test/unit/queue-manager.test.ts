@@ -326,3 +326,90 @@ test('unordered: a consumer at maxInflightPerConsumer is served again from every
   assert.equal(manager.depth('spread'), 0)
   await manager.close()
 })
+
+test('admin: stats, peek, purge, delete group and delete queue', async () => {
+  const { manager } = await setup({ admin: { partitions: 2 } })
+  const consumer = new FakeConsumer('adm')
+  await manager.subscribe(consumer, 'admin', 'g')
+  await publishAll(manager, 'admin', ['1', '2', '3', '4'])
+  await until(() => consumer.deliveries.length === 2, 2000, 'one per partition')
+  await settle(manager, consumer, consumer.deliveries[0]!, 'ack')
+  const stats = manager.queueStats('admin')
+  assert.equal(stats.depth, 3)
+  assert.equal(stats.consumers, 1)
+  assert.deepEqual(
+    stats.groups.map(({ name, backlog, consumers }) => ({ name, backlog, consumers })),
+    [{ name: 'g', backlog: 3, consumers: ['adm'] }],
+  )
+  assert.deepEqual((await manager.peek('admin', 10)).map((m) => text({ message: m } as Delivery)).sort(), [
+    '2',
+    '3',
+    '4',
+  ])
+  await assert.rejects(manager.deleteQueue('admin'), { code: 'QUEUE_IN_USE' })
+  assert.equal(await manager.purgeQueue('admin'), 3)
+  assert.equal(manager.depth('admin'), 0)
+  await assert.rejects(settle(manager, consumer, consumer.deliveries[1]!, 'ack'), /already settled/)
+  manager.disconnect(consumer)
+  await publishAll(manager, 'admin', ['5'])
+  await manager.deleteGroup('admin', 'g')
+  assert.equal(manager.depth('admin'), 1, 'without groups, messages are kept for the next group')
+  await manager.deleteQueue('admin')
+  assert.throws(() => manager.queueStats('admin'), { code: 'QUEUE_NOT_FOUND' })
+  await manager.close()
+})
+
+test('admin: created and updated settings are durable and win over config', async () => {
+  const store = new MemoryQueueStore()
+  const first = await setup({ made: { maxDepth: 5 } }, store)
+  await first.manager.createQueue('made', { ordering: 'none', partitions: 3 })
+  await assert.rejects(first.manager.createQueue('made', {}), { code: 'QUEUE_EXISTS' })
+  await first.manager.updateQueue('made', { retry: { maxDeliveries: 3 } })
+  await assert.rejects(first.manager.updateQueue('made', { partitions: 2 }), { code: 'INVALID_SETTINGS' })
+  await assert.rejects(first.manager.updateQueue('made', { maxDepth: 0 }), { code: 'INVALID_SETTINGS' })
+  await first.manager.close()
+  const second = await setup({ made: { maxDepth: 5 } }, store)
+  const settings = second.manager.queueStats('made').settings
+  assert.equal(settings.ordering, 'none')
+  assert.equal(settings.partitions, 3)
+  assert.equal(settings.retry.maxDeliveries, 3)
+  assert.equal(settings.maxDepth, 5, 'config values not overridden stay')
+  await second.manager.close()
+})
+
+test('admin: dead letters wait for an operator; redrive puts them back, one or all', async () => {
+  const store = new MemoryQueueStore()
+  const first = await setup({}, store)
+  const consumer = new FakeConsumer('dl')
+  await first.manager.subscribe(consumer, 'poison', 'g')
+  await publishAll(first.manager, 'poison', ['a', 'b', 'c'], 'same')
+  for (let i = 0; i < 3; i++) {
+    await until(() => consumer.deliveries.length === i + 1, 2000, `delivery ${i + 1}`)
+    await settle(first.manager, consumer, consumer.deliveries[i]!, 'reject')
+  }
+  await until(() => first.manager.depth('dlq/poison') === 3, 2000, 'three dead letters')
+  await first.manager.close()
+
+  const { manager } = await setup({}, store)
+  const pending = await manager.deadLetters('poison', 10)
+  assert.deepEqual(
+    pending.map((m) => text({ message: m } as Delivery)),
+    ['a', 'b', 'c'],
+  )
+  assert.equal(await manager.redrive('poison', { messageId: pending[1]!.id }), 1)
+  await assert.rejects(manager.redrive('poison', { messageId: pending[1]!.id }), { code: 'UNKNOWN_MESSAGE' })
+  assert.deepEqual(
+    (await manager.deadLetters('poison', 10)).map((m) => text({ message: m } as Delivery)),
+    ['a', 'c'],
+  )
+  assert.equal(await manager.redrive('poison', { ratePerSecond: 1000 }), 2)
+  assert.deepEqual(await manager.deadLetters('poison', 10), [])
+  assert.equal(manager.depth('dlq/poison'), 0, 'handled dead letters are deleted')
+  const again = new FakeConsumer('dl2')
+  await manager.subscribe(again, 'poison', 'g')
+  await until(() => again.deliveries.length === 1, 2000, 'redriven delivery')
+  assert.equal(text(again.deliveries[0]!), 'b')
+  assert.equal(again.userProperty(again.deliveries[0]!, 'dlq-reason'), undefined, 'dlq-* properties removed')
+  await assert.rejects(manager.subscribe(again, 'poison', '$pending'), { code: 'INVALID_GROUP_NAME' })
+  await manager.close()
+})
