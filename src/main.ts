@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /**
- * Composition root: `spool start [flags]`. Parses the command line and config, starts the server,
- * and turns SIGTERM/SIGINT into a graceful stop bounded by `shutdown.timeoutMs`.
+ * Composition root: `spool start [flags]` (and `spool passwd`, src/cli/passwd.ts). Parses the command
+ * line and config, starts the server, and turns SIGTERM/SIGINT into a graceful stop bounded by
+ * `shutdown.timeoutMs`.
  *
  * Exit codes: 0 clean stop; 1 start-up failure or forced stop; 2 bad command line or config.
  */
 import { ConfigError, loadConfig, USAGE, UsageError, type LoadResult } from './config/index.js'
+import { runPasswd } from './cli/passwd.js'
 import { startServer } from './server.js'
 
 const EXIT_OK = 0
@@ -13,6 +15,11 @@ const EXIT_FAILURE = 1
 const EXIT_USAGE = 2
 
 async function main(argv: readonly string[]): Promise<void> {
+  if (argv[0] === 'passwd') {
+    // Needs no config: it only turns a password into a hash line for auth.users.
+    process.exitCode = await runPasswd(argv.slice(1), process)
+    return
+  }
   let loaded: LoadResult
   try {
     loaded = loadConfig({ argv, env: process.env })

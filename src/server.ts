@@ -11,6 +11,7 @@ import { createOpsHttpServer, type OpsHttpServer } from './observability/http.js
 import { createMqttBroker, type MqttBroker } from './protocol/broker.js'
 import type { BrokerHooks } from './protocol/hooks.js'
 import { LevelPersistence } from './protocol/persistence/level-persistence.js'
+import { attachMqttAuth } from './protocol/mqtt-auth.js'
 import { queuesExtension } from './queues.js'
 
 /** What an extension (e.g. the queue adapter) gets to wire itself in before clients can connect. */
@@ -97,8 +98,10 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
     state.storageOpen = true // aedes ran persistence.setup(), which opened and loaded LevelDB
 
     const ctx: ServerContext = { config, logger, dataDir, aedes: broker.aedes, hooks: broker.hooks, http }
-    // The durable queues always, first; authorization hooks must be registered before them, since the
-    // queue publish hook stores the message (that hook order is why ACLs will be wired above this).
+    // Authentication and ACLs before any extension: hooks run in the order they were added, and the
+    // queue publish hook stores the message, so a denied publish must be refused before it runs.
+    attachMqttAuth(broker, config.auth, logger.child({ component: 'auth' }))
+    // Then the durable queues, always first among the extensions.
     for (const extension of [options.queues ?? queuesExtension, ...(options.extensions ?? [])]) {
       const close = await extension(ctx)
       if (close) closers.push(close)
