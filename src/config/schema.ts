@@ -3,6 +3,7 @@
  * Loading (file, env, CLI and their precedence) lives in ./load.ts; this file knows no sources.
  */
 import { hostname } from 'node:os'
+import { queueNameProblem, type QueueSettingsOverrides } from '../queue/settings.js'
 import { DEFAULT_QUEUE_SETTINGS, Orderings, type QueueSettings } from '../queue/types.js'
 import { AclGrants, patternProblem, type AclRule } from '../auth/acl.js'
 import { parsePasswordHash, PasswordHashError } from '../auth/password.js'
@@ -19,10 +20,7 @@ export const LogLevels = {
 export type LogLevel = (typeof LogLevels)[keyof typeof LogLevels]
 
 /** Settings a config file may give for queues: any subset, nested objects too. */
-export type QueueSettingsOverride = Partial<Omit<QueueSettings, 'durability' | 'retry'>> & {
-  durability?: Partial<QueueSettings['durability']>
-  retry?: Partial<QueueSettings['retry']>
-}
+export type QueueSettingsOverride = QueueSettingsOverrides
 
 /** The validated, fully-defaulted configuration every adapter receives. */
 export interface SpoolConfig {
@@ -254,9 +252,8 @@ export function resolveQueueSettings(raw: unknown, field: string, base: QueueSet
 
 /** Queue names are MQTT topic names after `$queue/`: non-empty, no wildcards. */
 function checkQueueName(name: string, field: string): void {
-  if (name === '' || name.includes('+') || name.includes('#') || name.includes('\u0000')) {
-    throw new ConfigError(field, 'must be a queue name without wildcards (+ #)', name)
-  }
+  const problem = queueNameProblem(name)
+  if (problem !== undefined) throw new ConfigError(field, `must be a valid queue name (${problem})`, name)
 }
 
 /**
