@@ -156,7 +156,7 @@ void test('errors name the field and the bad value', () => {
     ],
     [
       { queues: { declared: { 'a/#': {} } } },
-      'queues.declared.a/# must be a queue name without wildcards (+ #), got "a/#"',
+      'queues.declared.a/# must be a valid queue name (queue name "a/#" contains a wildcard), got "a/#"',
     ],
     [
       { queues: { declared: { q: { retry: { maxDeliveries: 0 } } } } },
