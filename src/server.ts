@@ -94,6 +94,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       wsPort: config.ws.port,
       persistence,
       logger,
+      limits: config.mqtt,
     })
     state.storageOpen = true // aedes ran persistence.setup(), which opened and loaded LevelDB
 

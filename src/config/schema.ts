@@ -29,6 +29,14 @@ export interface SpoolConfig {
     port: number
     /** Address every listener (MQTT, WebSocket, HTTP) binds to. */
     host: string
+    /** Unacknowledged QoS 1/2 PUBLISH a v5 client may send us (advertised; above it: DISCONNECT 0x93). */
+    receiveMaximum: number
+    /** Highest inbound Topic Alias a v5 client may use (advertised); 0 = no topic aliases. */
+    topicAliasMaximum: number
+    /** Server Keep Alive cap for v5 clients (seconds); 0 = no cap. 3.1.1 clients keep theirs. */
+    maxKeepAliveSeconds: number
+    /** Largest packet accepted (bytes, advertised); above it: DISCONNECT 0x95. 0 = no limit. */
+    maximumPacketSize: number
   }
   ws: {
     /** MQTT over WebSocket port (path `/mqtt`); `null` = no WebSocket listener. 0 = free port. */
@@ -80,7 +88,14 @@ export interface AuthConfig {
 /** Defaults before any file, env var or flag; `nodeId` is the machine's hostname. */
 export function defaultConfig(): SpoolConfig {
   return {
-    mqtt: { port: 1883, host: '0.0.0.0' },
+    mqtt: {
+      port: 1883,
+      host: '0.0.0.0',
+      receiveMaximum: 1024,
+      topicAliasMaximum: 10,
+      maxKeepAliveSeconds: 0,
+      maximumPacketSize: 0,
+    },
     ws: { port: null },
     http: { port: 8080 },
     dataDir: './data',
@@ -273,7 +288,14 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     'queues',
     'auth',
   ])
-  const mqtt = objectAt(top.mqtt, 'mqtt', ['port', 'host'])
+  const mqtt = objectAt(top.mqtt, 'mqtt', [
+    'port',
+    'host',
+    'receiveMaximum',
+    'topicAliasMaximum',
+    'maxKeepAliveSeconds',
+    'maximumPacketSize',
+  ])
   const ws = objectAt(top.ws, 'ws', ['port'])
   const http = objectAt(top.http, 'http', ['port'])
   const log = objectAt(top.log, 'log', ['level'])
@@ -299,6 +321,32 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     mqtt: {
       port: port(mqtt.port, 'mqtt.port', d.mqtt.port),
       host: nonEmptyString(mqtt.host, 'mqtt.host', d.mqtt.host),
+      receiveMaximum: integer(mqtt.receiveMaximum, 'mqtt.receiveMaximum', 1, 65535, d.mqtt.receiveMaximum),
+      topicAliasMaximum: integer(
+        mqtt.topicAliasMaximum,
+        'mqtt.topicAliasMaximum',
+        0,
+        65535,
+        d.mqtt.topicAliasMaximum,
+      ),
+      maxKeepAliveSeconds: integer(
+        mqtt.maxKeepAliveSeconds,
+        'mqtt.maxKeepAliveSeconds',
+        0,
+        65535,
+        d.mqtt.maxKeepAliveSeconds,
+      ),
+      // 0 = no limit; otherwise at least a CONNECT's worth, at most the protocol's 268435460 bytes.
+      maximumPacketSize:
+        mqtt.maximumPacketSize === 0 || mqtt.maximumPacketSize === '0'
+          ? 0
+          : integer(
+              mqtt.maximumPacketSize,
+              'mqtt.maximumPacketSize',
+              64,
+              268_435_460,
+              d.mqtt.maximumPacketSize,
+            ),
     },
     ws: {
       port: ws.port === null || ws.port === undefined || ws.port === '' ? null : port(ws.port, 'ws.port', 0),

@@ -35,6 +35,20 @@ export interface MqttBrokerOptions {
   wsPort: number | null
   persistence: LevelPersistence
   logger: Logger
+  /** MQTT 5 limits (config `mqtt.*`); see docs/conformance.md. Absent: aedes' defaults. */
+  limits?: MqttLimits
+}
+
+/** The MQTT 5 limits Spool advertises in CONNACK and enforces (docs/configuration.md). */
+export interface MqttLimits {
+  /** Unacknowledged inbound QoS 1/2 PUBLISH per v5 client; one more gets DISCONNECT 0x93. */
+  receiveMaximum: number
+  /** Highest inbound Topic Alias; 0 = none. */
+  topicAliasMaximum: number
+  /** Server Keep Alive cap for v5 clients, seconds; 0 = none. */
+  maxKeepAliveSeconds: number
+  /** Largest inbound packet, bytes; 0 = no limit. Larger: DISCONNECT 0x95. */
+  maximumPacketSize: number
 }
 
 export interface MqttBroker {
@@ -75,6 +89,14 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
     persistence: options.persistence,
     // Patch 001: accept `$share/` subscriptions and advertise them; SharedSubscriptions dispatches.
     sharedSubscriptions: true,
+    ...(options.limits === undefined
+      ? {}
+      : {
+          receiveMaximum: options.limits.receiveMaximum,
+          topicAliasMaximum: options.limits.topicAliasMaximum,
+          keepaliveLimit: options.limits.maxKeepAliveSeconds,
+          maximumPacketSize: options.limits.maximumPacketSize,
+        }),
     authorizePublish: composePublish(hooks.authorizePublish),
     authorizeSubscribe: composeSubscribe(hooks.authorizeSubscribe),
     authorizeForward: composeForward(hooks.authorizeForward),
