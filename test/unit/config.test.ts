@@ -27,7 +27,14 @@ void test('defaults', () => {
   assert.equal(command, 'start')
   assert.equal(configFile, null)
   assert.deepEqual(config, {
-    mqtt: { port: 1883, host: '0.0.0.0' },
+    mqtt: {
+      port: 1883,
+      host: '0.0.0.0',
+      receiveMaximum: 1024,
+      topicAliasMaximum: 10,
+      maxKeepAliveSeconds: 0,
+      maximumPacketSize: 0,
+    },
     ws: { port: null },
     http: { port: 8080 },
     dataDir: './data',
@@ -199,4 +206,19 @@ void test('command line errors are UsageErrors', () => {
   assert.throws(() => loadConfig({ argv: [], env: {} }), UsageError)
   assert.throws(() => loadConfig({ argv: ['start', '--nope', '1'], env: {} }), UsageError)
   assert.throws(() => loadConfig({ argv: ['start', 'extra'], env: {} }), UsageError)
+})
+
+void test('mqtt.* limits: validated with field-named errors', () => {
+  const config = validateConfig({
+    mqtt: { receiveMaximum: '20', maximumPacketSize: 4096, topicAliasMaximum: 0 },
+  })
+  assert.equal(config.mqtt.receiveMaximum, 20)
+  assert.equal(config.mqtt.maximumPacketSize, 4096)
+  assert.equal(config.mqtt.topicAliasMaximum, 0)
+  assert.throws(
+    () => validateConfig({ mqtt: { receiveMaximum: 0 } }),
+    /mqtt\.receiveMaximum must be an integer 1-65535/,
+  )
+  assert.throws(() => validateConfig({ mqtt: { maximumPacketSize: 10 } }), /mqtt\.maximumPacketSize/)
+  assert.throws(() => validateConfig({ mqtt: { maxKeepAliveSeconds: -1 } }), /mqtt\.maxKeepAliveSeconds/)
 })
