@@ -1,5 +1,6 @@
 export { ConfigError, defaultConfig, LogLevels, resolveQueueSettings, validateConfig } from './schema.js'
 export type {
+  AdminConfig,
   AuthConfig,
   AuthUser,
   LogLevel,

@@ -10,7 +10,8 @@ import { ConfigError, validateConfig, type RawConfig, type SpoolConfig } from '.
 interface Mapping {
   path: readonly string[]
   env: string
-  flag: string
+  /** Absent for secrets: a flag's value is visible to every local user in `ps`. */
+  flag?: string
 }
 
 /** Every env var and flag; docs/configuration.md lists the same table. */
@@ -23,6 +24,7 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
   { path: ['nodeId'], env: 'SPOOL_NODE_ID', flag: 'node-id' },
   { path: ['log', 'level'], env: 'SPOOL_LOG_LEVEL', flag: 'log-level' },
   { path: ['auth', 'allowAnonymous'], env: 'SPOOL_ALLOW_ANONYMOUS', flag: 'allow-anonymous' },
+  { path: ['admin', 'token'], env: 'SPOOL_ADMIN_TOKEN' },
 ]
 
 export const USAGE = `usage: spool start [--config FILE] [--mqtt-port N] [--host ADDR] [--ws-port N]
@@ -98,7 +100,7 @@ export function loadConfig(input: LoadInput): LoadResult {
   const env = input.env ?? {}
   const readFile = input.readFile ?? ((p: string) => readFileSync(p, 'utf8'))
   const options: Record<string, { type: 'string' }> = { config: { type: 'string' } }
-  for (const m of SOURCE_MAPPINGS) options[m.flag] = { type: 'string' }
+  for (const m of SOURCE_MAPPINGS) if (m.flag !== undefined) options[m.flag] = { type: 'string' }
 
   let parsed: ReturnType<typeof parseArgs>
   try {
@@ -125,7 +127,7 @@ export function loadConfig(input: LoadInput): LoadResult {
     if (value !== undefined && value !== '') setPath(raw, m.path, value)
   }
   for (const m of SOURCE_MAPPINGS) {
-    const value = flags[m.flag]
+    const value = m.flag === undefined ? undefined : flags[m.flag]
     if (value !== undefined) setPath(raw, m.path, value)
   }
   return { command, config: validateConfig(raw), configFile }

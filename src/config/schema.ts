@@ -63,6 +63,16 @@ export interface SpoolConfig {
   }
   /** MQTT authentication and ACLs (docs/security.md). */
   auth: AuthConfig
+  /** The admin HTTP API (docs/admin-api.md). */
+  admin: AdminConfig
+}
+
+export interface AdminConfig {
+  /**
+   * Bearer token every `/api/v1` request must carry; `null` = no token, and the admin API then
+   * answers loopback clients only.
+   */
+  token: string | null
 }
 
 /** One MQTT user from `auth.users`. */
@@ -104,6 +114,7 @@ export function defaultConfig(): SpoolConfig {
     shutdown: { timeoutMs: 10_000 },
     queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {} },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
+    admin: { token: null },
   }
 }
 
@@ -287,6 +298,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     'shutdown',
     'queues',
     'auth',
+    'admin',
   ])
   const mqtt = objectAt(top.mqtt, 'mqtt', [
     'port',
@@ -360,7 +372,25 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     },
     queues: { defaults, declared },
     auth: validateAuth(top.auth),
+    admin: validateAdmin(top.admin),
   }
+}
+
+/** Shortest admin token accepted: a guessable token is worse than none (none = loopback only). */
+const MIN_ADMIN_TOKEN_LENGTH = 16
+
+function validateAdmin(raw: unknown): AdminConfig {
+  const admin = objectAt(raw, 'admin', ['token'])
+  if (admin.token === undefined || admin.token === null || admin.token === '') return { token: null }
+  if (typeof admin.token !== 'string' || admin.token.trim().length < MIN_ADMIN_TOKEN_LENGTH) {
+    // The value is not echoed: it is a secret.
+    throw new ConfigError(
+      'admin.token',
+      `must be a string of at least ${MIN_ADMIN_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`,
+      '[redacted]',
+    )
+  }
+  return { token: admin.token.trim() }
 }
 
 // ---- auth ----

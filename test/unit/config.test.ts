@@ -43,6 +43,7 @@ void test('defaults', () => {
     shutdown: { timeoutMs: 10_000 },
     queues: { defaults: DEFAULT_QUEUE_SETTINGS, declared: {} },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
+    admin: { token: null },
   })
 })
 
@@ -221,4 +222,16 @@ void test('mqtt.* limits: validated with field-named errors', () => {
   )
   assert.throws(() => validateConfig({ mqtt: { maximumPacketSize: 10 } }), /mqtt\.maximumPacketSize/)
   assert.throws(() => validateConfig({ mqtt: { maxKeepAliveSeconds: -1 } }), /mqtt\.maxKeepAliveSeconds/)
+})
+
+void test('admin.token: from the file or SPOOL_ADMIN_TOKEN (no flag: argv is visible in ps); short tokens refused unechoed', () => {
+  const token = 'a'.repeat(32)
+  assert.equal(loadConfig({ argv: ['start'], env: { SPOOL_ADMIN_TOKEN: token } }).config.admin.token, token)
+  assert.equal(validateConfig({ admin: { token } }).admin.token, token)
+  assert.equal(validateConfig({ admin: {} }).admin.token, null)
+  assert.throws(() => loadConfig({ argv: ['start', '--admin-token', token], env: {} }), UsageError)
+  const short = errorOf(() => validateConfig({ admin: { token: 'secret' } }))
+  assert.equal(short.field, 'admin.token')
+  assert.ok(!short.message.includes('secret'), short.message)
+  assert.equal(errorOf(() => validateConfig({ admin: { tokn: token } })).field, 'admin.tokn')
 })
