@@ -69,7 +69,10 @@ const at = (v: unknown, ...path: string[]): unknown =>
 // Spool: the env vars, flags and config it knows, and the effective config of a deployed command line
 
 const SPOOL_ENV = new Set([...SOURCE_MAPPINGS.map((m) => m.env), 'SPOOL_CONFIG'])
-const SPOOL_FLAGS = new Set([...SOURCE_MAPPINGS.map((m) => `--${m.flag}`), '--config'])
+const SPOOL_FLAGS = new Set([
+  ...SOURCE_MAPPINGS.flatMap((m) => (m.flag === undefined ? [] : [`--${m.flag}`])),
+  '--config',
+])
 
 /** How a deploy file starts Spool: arguments after `main.js`, environment, files it can read. */
 interface SpoolRun {
@@ -247,6 +250,8 @@ function dockerImage(): Image {
   const copyPatches = build.findIndex((i) => i.op === 'COPY' && /^patches\b/.test(i.args))
   assert.ok(npmCi > 0 && copyPatches > 0 && copyPatches < npmCi, `${file}: COPY patches before RUN npm ci`)
   assert.ok(readdirSync(join(ROOT, 'patches')).length > 0)
+  // patch-package only warns about a patch that does not apply, unless it believes it runs in CI.
+  assert.match(build[npmCi]?.args ?? '', /\bCI=true npm ci\b/, `${file}: CI=true npm ci`)
   // The runtime stage takes node_modules (patched, production only) and the compiled server from build.
   assert.ok(
     !runtime.some((i) => i.op === 'RUN' && /\bnpm (ci|install|i)\b/.test(i.args)),
