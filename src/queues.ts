@@ -1,8 +1,11 @@
 /**
  * Wires the durable `$queue/` namespace into a server: the LevelDB queue store under
- * `<dataDir>/queues`, the queue core with the configured settings, and the MQTT adapter.
+ * `<dataDir>/queues`, the queue core with the configured settings, the MQTT adapter, and the admin
+ * HTTP API (`/api/v1`) over the same core.
  */
 import { join } from 'node:path'
+import { attachAdminHttpApi } from './admin/http-api.js'
+import { AdminService } from './admin/service.js'
 import { attachQueues } from './protocol/queue-adapter.js'
 import { QueueManager } from './queue/manager.js'
 import type { ServerExtension } from './server.js'
@@ -18,6 +21,10 @@ export const queuesExtension: ServerExtension = async (ctx) => {
   })
   await manager.open()
   const adapter = attachQueues(ctx, manager, logger)
+  attachAdminHttpApi(ctx.http, new AdminService(manager, ctx.config.nodeId), {
+    token: ctx.config.admin.token,
+    logger: ctx.logger.child({ component: 'admin' }),
+  })
   return async () => {
     adapter.close()
     await manager.close()

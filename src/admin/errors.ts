@@ -1,0 +1,64 @@
+/**
+ * Errors of the admin API and the one place where they, and the queue core's {@link QueueError}s,
+ * become HTTP statuses. A future admin gRPC service maps the same codes to gRPC status codes here.
+ */
+import { QueueError, type QueueErrorCode } from '../queue/errors.js'
+
+/** Codes the admin layer raises itself (inputs it refuses before calling the core, access). */
+export const AdminErrorCodes = {
+  /** A parameter, query string or body field is missing or malformed; the message names it. */
+  invalidArgument: 'INVALID_ARGUMENT',
+  /** No bearer token, or not the configured one. */
+  unauthorized: 'UNAUTHORIZED',
+  /** No token is configured and the client is not on loopback. */
+  forbidden: 'FORBIDDEN',
+} as const
+export type AdminErrorCode = (typeof AdminErrorCodes)[keyof typeof AdminErrorCodes]
+
+export class AdminError extends Error {
+  override readonly name = 'AdminError'
+  constructor(
+    readonly code: AdminErrorCode | QueueErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/** `Record<QueueErrorCode, …>`: a new core error code is a compile error until it is mapped. */
+const QUEUE_ERROR_STATUS: Record<QueueErrorCode, number> = {
+  INVALID_QUEUE_NAME: 400,
+  INVALID_GROUP_NAME: 400,
+  INVALID_SETTINGS: 400,
+  AMBIGUOUS_GROUP: 400,
+  MESSAGE_TOO_LARGE: 413,
+  QUEUE_NOT_FOUND: 404,
+  GROUP_NOT_FOUND: 404,
+  UNKNOWN_MESSAGE: 404,
+  QUEUE_EXISTS: 409,
+  QUEUE_IN_USE: 409,
+  QUEUE_FULL: 409,
+  STORAGE_FAILURE: 500,
+  CLOSED: 503,
+}
+
+const ADMIN_ERROR_STATUS: Record<AdminErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+}
+
+/** HTTP status and `{ code, message }` for an error, or undefined when it is not an API error (500). */
+export function httpErrorOf(err: unknown): { status: number; code: string; message: string } | undefined {
+  if (err instanceof AdminError) {
+    const status =
+      err.code in ADMIN_ERROR_STATUS
+        ? ADMIN_ERROR_STATUS[err.code as AdminErrorCode]
+        : QUEUE_ERROR_STATUS[err.code as QueueErrorCode]
+    return { status, code: err.code, message: err.message }
+  }
+  if (err instanceof QueueError) {
+    return { status: QUEUE_ERROR_STATUS[err.code], code: err.code, message: err.message }
+  }
+  return undefined
+}
