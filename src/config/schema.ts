@@ -65,6 +65,10 @@ export interface SpoolConfig {
   auth: AuthConfig
   /** The admin HTTP API (docs/admin-api.md). */
   admin: AdminConfig
+  metrics: {
+    /** Queues (and queue/group pairs) with labels of their own; the rest are `queue="_other"`. */
+    maxQueueLabels: number
+  }
 }
 
 export interface AdminConfig {
@@ -115,6 +119,7 @@ export function defaultConfig(): SpoolConfig {
     queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {} },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
     admin: { token: null },
+    metrics: { maxQueueLabels: 1000 },
   }
 }
 
@@ -299,6 +304,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     'queues',
     'auth',
     'admin',
+    'metrics',
   ])
   const mqtt = objectAt(top.mqtt, 'mqtt', [
     'port',
@@ -313,6 +319,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
   const log = objectAt(top.log, 'log', ['level'])
   const shutdown = objectAt(top.shutdown, 'shutdown', ['timeoutMs'])
   const queues = objectAt(top.queues, 'queues', ['defaults', 'declared'])
+  const metrics = objectAt(top.metrics, 'metrics', ['maxQueueLabels'])
 
   const nodeId = nonEmptyString(top.nodeId, 'nodeId', d.nodeId)
   if (!NODE_ID.test(nodeId)) {
@@ -373,6 +380,15 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     queues: { defaults, declared },
     auth: validateAuth(top.auth),
     admin: validateAdmin(top.admin),
+    metrics: {
+      maxQueueLabels: integer(
+        metrics.maxQueueLabels,
+        'metrics.maxQueueLabels',
+        1,
+        100_000,
+        d.metrics.maxQueueLabels,
+      ),
+    },
   }
 }
 

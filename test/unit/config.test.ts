@@ -44,6 +44,7 @@ void test('defaults', () => {
     queues: { defaults: DEFAULT_QUEUE_SETTINGS, declared: {} },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
     admin: { token: null },
+    metrics: { maxQueueLabels: 1000 },
   })
 })
 
@@ -234,4 +235,12 @@ void test('admin.token: from the file or SPOOL_ADMIN_TOKEN (no flag: argv is vis
   assert.equal(short.field, 'admin.token')
   assert.ok(!short.message.includes('secret'), short.message)
   assert.equal(errorOf(() => validateConfig({ admin: { tokn: token } })).field, 'admin.tokn')
+})
+
+void test('metrics.maxQueueLabels: a positive integer', () => {
+  assert.equal(validateConfig({ metrics: { maxQueueLabels: '50' } }).metrics.maxQueueLabels, 50)
+  assert.equal(
+    errorOf(() => validateConfig({ metrics: { maxQueueLabels: 0 } })).field,
+    'metrics.maxQueueLabels',
+  )
 })
