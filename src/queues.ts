@@ -18,8 +18,10 @@ export const queuesExtension: ServerExtension = async (ctx) => {
     defaults: ctx.config.queues.defaults,
     declared: ctx.config.queues.declared,
     logger,
+    observer: ctx.metrics.queueObserver,
   })
   await manager.open()
+  ctx.metrics.watchQueues(manager)
   const adapter = attachQueues(ctx, manager, logger)
   attachAdminHttpApi(ctx.http, new AdminService(manager, ctx.config.nodeId), {
     token: ctx.config.admin.token,

@@ -8,7 +8,9 @@ import { join, resolve } from 'node:path'
 import type { SpoolConfig } from './config/index.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { createOpsHttpServer, type OpsHttpServer } from './observability/http.js'
+import { SpoolMetrics } from './observability/metrics.js'
 import { createMqttBroker, type MqttBroker } from './protocol/broker.js'
+import { attachBrokerStats } from './protocol/broker-stats.js'
 import type { BrokerHooks } from './protocol/hooks.js'
 import { LevelPersistence } from './protocol/persistence/level-persistence.js'
 import { attachMqttAuth } from './protocol/mqtt-auth.js'
@@ -23,6 +25,8 @@ export interface ServerContext {
   readonly aedes: MqttBroker['aedes']
   readonly hooks: BrokerHooks
   readonly http: OpsHttpServer
+  /** Prometheus metrics served on `/metrics`: give the queue core its observer, register sources. */
+  readonly metrics: SpoolMetrics
 }
 
 /**
@@ -67,6 +71,12 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
     logger,
     readiness: () => ({ listeners: state.listening, storage: state.storageOpen }),
   })
+  const metrics = new SpoolMetrics({ maxQueueLabels: config.metrics.maxQueueLabels })
+  http.route('GET', '/metrics', async () => ({
+    status: 200,
+    body: await metrics.exposition(),
+    contentType: metrics.contentType,
+  }))
   // HTTP first, so /healthz answers (and /readyz says 503) while storage loads.
   const httpPort = await http.listen(config.http.port, config.mqtt.host)
   logger.info({ listener: 'http', host: config.mqtt.host, port: httpPort }, 'listening')
@@ -98,7 +108,17 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
     })
     state.storageOpen = true // aedes ran persistence.setup(), which opened and loaded LevelDB
 
-    const ctx: ServerContext = { config, logger, dataDir, aedes: broker.aedes, hooks: broker.hooks, http }
+    const sessions = persistence
+    metrics.watchBroker(attachBrokerStats(broker.aedes, () => sessions.retainedCount))
+    const ctx: ServerContext = {
+      config,
+      logger,
+      dataDir,
+      aedes: broker.aedes,
+      hooks: broker.hooks,
+      http,
+      metrics,
+    }
     // Authentication and ACLs before any extension: hooks run in the order they were added, and the
     // queue publish hook stores the message, so a denied publish must be refused before it runs.
     attachMqttAuth(broker, config.auth, logger.child({ component: 'auth' }))

@@ -201,6 +201,11 @@ export class LevelPersistence {
     return this.#broker
   }
 
+  /** Retained messages stored (for metrics: read from memory, no scan). */
+  get retainedCount(): number {
+    return this.#retained.size
+  }
+
   /** aedes requires this to be a real `async function` (it checks `constructor.name`). */
   async setup(broker: BrokerLike): Promise<void> {
     this.#broker = broker
