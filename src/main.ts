@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * Composition root: `spool start [flags]` (and `spool passwd`, src/cli/passwd.ts). Parses the command
+ * Composition root: `spool start [flags]` (and `spool passwd`, src/cli/passwd.ts; the operator commands
+ * `spool queues|dlq|groups|cluster`, src/cli/admin.ts, which talk to a running broker). Parses the command
  * line and config, starts the server, and turns SIGTERM/SIGINT into a graceful stop bounded by
  * `shutdown.timeoutMs`.
  *
@@ -8,6 +9,7 @@
  */
 import { ConfigError, loadConfig, USAGE, UsageError, type LoadResult } from './config/index.js'
 import { runPasswd } from './cli/passwd.js'
+import { ADMIN_COMMANDS, runAdminCli } from './cli/admin.js'
 import { startServer } from './server.js'
 
 const EXIT_OK = 0
@@ -18,6 +20,11 @@ async function main(argv: readonly string[]): Promise<void> {
   if (argv[0] === 'passwd') {
     // Needs no config: it only turns a password into a hash line for auth.users.
     process.exitCode = await runPasswd(argv.slice(1), process)
+    return
+  }
+  if (argv[0] !== undefined && ADMIN_COMMANDS.has(argv[0])) {
+    // Needs no config either: a client of the admin HTTP API of a running broker.
+    process.exitCode = await runAdminCli(argv, process)
     return
   }
   let loaded: LoadResult

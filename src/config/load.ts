@@ -30,7 +30,8 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
 export const USAGE = `usage: spool start [--config FILE] [--mqtt-port N] [--host ADDR] [--ws-port N]
                    [--http-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]
                    [--allow-anonymous true|false|loopback]
-       spool passwd     (reads a password from stdin, prints its hash for auth.users)`
+       spool passwd     (reads a password from stdin, prints its hash for auth.users)
+       spool queues|dlq|groups|cluster ...   (operator commands; spool queues --help)`
 
 /** A command line that cannot be parsed (unknown flag, missing command). */
 export class UsageError extends Error {
