@@ -105,7 +105,7 @@ export function defaultConfig(): SpoolConfig {
     mqtt: {
       port: 1883,
       host: '0.0.0.0',
-      receiveMaximum: 1024,
+      receiveMaximum: 65535,
       topicAliasMaximum: 10,
       maxKeepAliveSeconds: 0,
       maximumPacketSize: 0,
