@@ -103,14 +103,27 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
   })
   const shared = new SharedSubscriptions(aedes)
 
+  // aedes emits 'error' for persistence failures; an unhandled 'error' event would crash the process.
+  const emitter: EventEmitter = aedes
   aedes.on('clientError', (client: Client, err: Error) => {
     logger.debug({ clientId: client.id, err: err.message }, 'client error')
+  })
+  // Patch 028: a PUBLISH larger than the client's Maximum Packet Size is discarded for that client.
+  emitter.on('publishTooLarge', (client: Client, packet: { topic: string }, size: number) => {
+    logger.warn(
+      {
+        clientId: client.id,
+        topic: packet.topic,
+        bytes: size,
+        max: client.maximumPacketSize,
+        node: options.nodeId,
+      },
+      'publish dropped for a client: exceeds its Maximum Packet Size [MQTT-3.1.2-25]',
+    )
   })
   aedes.on('connectionError', (_client: Client, err: Error) => {
     logger.debug({ err: err.message }, 'connection error')
   })
-  // aedes emits 'error' for persistence failures; an unhandled 'error' event would crash the process.
-  const emitter: EventEmitter = aedes
   emitter.on('error', (err: Error) => logger.error({ err }, 'broker error'))
 
   // Every socket, including ones that never send CONNECT (aedes does not track those).

@@ -169,10 +169,35 @@ class MqttQueueAdapter implements QueueAdapter {
   #consumerOf(client: Client): MqttQueueConsumer {
     let consumer = this.#consumers.get(client)
     if (consumer === undefined) {
-      consumer = new MqttQueueConsumer(client, this.#logger, this.#aedes.id, this.#now)
+      consumer = new MqttQueueConsumer(
+        client,
+        this.#logger,
+        this.#aedes.id,
+        (c, input) => this.#settleFor(client, c, input),
+        this.#now,
+      )
       this.#consumers.set(client, consumer)
     }
     return consumer
+  }
+
+  /** A settle the adapter makes for the consumer (3.1.1 QoS 0 delivery written, delivery too large). */
+  #settleFor(client: Client, consumer: MqttQueueConsumer, input: SettleInput): void {
+    if (this.#consumers.get(client) !== consumer) return // gone: the core returned its deliveries
+    this.#queues.settle(consumer, input).catch((err: unknown) => {
+      this.#logger.warn(
+        {
+          queue: input.queue,
+          messageId: input.messageId,
+          group: input.group,
+          action: input.action,
+          clientId: client.id,
+          node: this.#aedes.id,
+          err,
+        },
+        'queue settle for the consumer refused',
+      )
+    })
   }
 
   // ---- PUBLISH: store or settle, then let aedes write the PUBACK ----
@@ -320,6 +345,8 @@ class MqttQueueAdapter implements QueueAdapter {
     const group =
       userProperty(sub.userProperties, QueueUserProperties.consumerGroup) ?? defaultConsumerGroup(client.id)
     const consumer = this.#consumerOf(client)
+    // [MQTT-3.8.4-8] deliveries at the granted QoS (a QoS 0 subscription gets QoS 0).
+    consumer.granted(queue, sub.qos)
     const persistentSession = !client.clean
     try {
       await consumer.sessionReady

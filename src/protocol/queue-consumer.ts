@@ -1,7 +1,17 @@
 /**
  * One MQTT connection seen by the queue core as a {@link ConsumerConnection}: it writes deliveries as
- * QoS 1 PUBLISH packets straight to the client's socket and tracks their packet ids until the client's
- * PUBACK.
+ * PUBLISH packets straight to the client's socket (QoS 1, or QoS 0 on a QoS 0 subscription) and tracks
+ * their packet ids until the client's PUBACK.
+ *
+ * MQTT 5 limits of the client apply to deliveries as to aedes' own PUBLISH packets:
+ * - Receive Maximum [MQTT-3.3.4-9]: QoS 1 deliveries go through the client's outbound window
+ *   (`client.outbound`, aedes patch 027), which plain QoS 1/2 deliveries share; a delivery that finds
+ *   it full waits there in order (its delivery timeout runs in the core meanwhile);
+ * - Maximum Packet Size [MQTT-3.1.2-25]: a delivery that would be larger is not sent and is settled
+ *   `reject` (dead-lettered with reason `packet-too-large`): no consumer of this client can receive it,
+ *   and retrying it to the same partition owner would only loop until `maxDeliveries`;
+ * - Topic Alias Maximum [MQTT-3.3.2-11]: the topic is replaced by an alias when the client allows
+ *   them (`client.outboundTopicAlias`, aedes patch 029).
  *
  * Deliveries do not go through aedes (`client.publish` / `deliverQoS`) on purpose:
  * - aedes would route them through mqemitter, whose drain loop overflowed the stack under queue load;
@@ -14,7 +24,7 @@
  */
 import mqttPacket, { type IPublishPacket } from 'mqtt-packet'
 import type { Client } from 'aedes'
-import type { ConsumerConnection, Delivery } from '../queue/types.js'
+import { SettleActions, type ConsumerConnection, type Delivery, type SettleInput } from '../queue/types.js'
 import type { QueueLogger } from '../queue/logger.js'
 import { QUEUE_PREFIX } from './queue-topics.js'
 import { deliveryProperties } from './queue-properties.js'
@@ -27,7 +37,19 @@ export interface AedesClientInternals {
   _nextId: number
   /** True once CONNACK was written; a SUBSCRIBE seen before that is aedes restoring a session. */
   connackSent: boolean
+  /** The client's subscriptions by filter, with their granted QoS (set when aedes adds them). */
+  subscriptions: Record<string, { qos: number } | undefined>
+  /** Outbound Receive Maximum window shared with aedes' QoS 1/2 deliveries (patch 027). */
+  outbound?: {
+    submit(messageId: number, send: () => void): boolean
+    has(messageId: number): boolean
+  }
+  /** Outbound topic alias for `topic` (patch 029): `topic` is '' when the alias is already known. */
+  outboundTopicAlias?(topic: string): { topic: string; alias?: number }
 }
+
+/** Settles a delivery on the consumer's behalf (QoS 0 on 3.1.1, too large); errors are logged there. */
+export type SettleForConsumer = (consumer: MqttQueueConsumer, input: SettleInput) => void
 
 /** A delivery written to the client and not yet PUBACKed. */
 export interface InflightDelivery {
@@ -56,9 +78,18 @@ export class MqttQueueConsumer implements ConsumerConnection {
   readonly #nodeId: string
   readonly #now: () => number
   readonly #inflight = new Map<number, InflightDelivery>()
+  readonly #grantedQos = new Map<string, number>()
+  readonly #settle: SettleForConsumer
 
-  constructor(client: Client, logger: QueueLogger, nodeId: string, now: () => number = Date.now) {
+  constructor(
+    client: Client,
+    logger: QueueLogger,
+    nodeId: string,
+    settle: SettleForConsumer,
+    now: () => number = Date.now,
+  ) {
     this.#client = client as Client & AedesClientInternals
+    this.#settle = settle
     this.clientId = client.id
     // aedes puts 65535, the default of MQTT 5 §3.1.2.11.3, when CONNECT has none (so for 3.1.1 too).
     this.receiveMaximum = client.receiveMaximum
@@ -70,6 +101,17 @@ export class MqttQueueConsumer implements ConsumerConnection {
   /** MQTT 3.1.1 consumers cannot send user properties, so their PUBACK is the ack. */
   get settlesWithPuback(): boolean {
     return this.#client.version !== 5
+  }
+
+  /** The QoS granted to this client's subscription of `queue` (SUBSCRIBE seen before aedes adds it). */
+  granted(queue: string, qos: number): void {
+    this.#grantedQos.set(queue, qos)
+  }
+
+  /** QoS of deliveries from `queue`: the granted QoS, at most 1 (queue messages are stored, not QoS 2). */
+  #qosFor(queue: string): 0 | 1 {
+    const qos = this.#grantedQos.get(queue) ?? this.#client.subscriptions[QUEUE_PREFIX + queue]?.qos ?? 1
+    return qos === 0 ? 0 : 1
   }
 
   get inflightCount(): number {
@@ -93,23 +135,28 @@ export class MqttQueueConsumer implements ConsumerConnection {
       this.#logger.warn(fields, 'queue delivery dropped: client is not connected')
       return
     }
-    const packetId = this.#allocatePacketId()
-    if (packetId === undefined) {
-      this.#logger.error(fields, 'queue delivery dropped: no free packet id (receive maximum exceeded?)')
-      return
+    const qos = this.#qosFor(message.queue)
+    let packetId: number | undefined
+    if (qos > 0) {
+      packetId = this.#allocatePacketId()
+      if (packetId === undefined) {
+        this.#logger.error(fields, 'queue delivery dropped: no free packet id (receive maximum exceeded?)')
+        return
+      }
     }
     const version = client.version === 5 ? 5 : client.version === 3 ? 3 : 4
+    const topic = QUEUE_PREFIX + message.queue
     const packet: IPublishPacket = {
       cmd: 'publish',
-      topic: QUEUE_PREFIX + message.queue,
+      topic,
       payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
-      qos: 1,
+      qos,
       // A redelivery is a new PUBLISH with a new packet id, not a retransmission ([MQTT-3.3.1-1]); the
       // redelivery shows in `delivery-count`.
       dup: false,
       retain: false,
-      messageId: packetId,
     }
+    if (packetId !== undefined) packet.messageId = packetId
     if (version === 5) packet.properties = deliveryProperties(delivery, this.#now())
     let bytes: Buffer
     try {
@@ -118,18 +165,59 @@ export class MqttQueueConsumer implements ConsumerConnection {
       this.#logger.error({ ...fields, err }, 'queue delivery dropped: cannot encode PUBLISH')
       return
     }
-    // [MQTT-3.1.2-25] Never send a packet larger than the client's Maximum Packet Size. The delivery
-    // stays in flight in the core and times out into its retry policy (and dead letters).
+    // [MQTT-3.1.2-24] [MQTT-3.1.2-25] Never send a packet larger than the client's Maximum Packet Size
+    // (measured with the full topic: an alias only makes it smaller). Nobody on this connection can
+    // ever take it, so it is dead-lettered rather than retried.
     const max = client.maximumPacketSize
     if (max !== undefined && bytes.length > max) {
       this.#logger.warn(
         { ...fields, bytes: bytes.length, max },
-        'queue delivery dropped: exceeds client Maximum Packet Size',
+        'queue delivery dead-lettered: exceeds client Maximum Packet Size',
       )
+      this.#settleLater({
+        queue: message.queue,
+        messageId: message.id,
+        group: delivery.group,
+        action: SettleActions.reject,
+        reason: `packet-too-large: ${bytes.length} bytes exceed the consumer's Maximum Packet Size of ${max}`,
+      })
+      return
+    }
+    // [MQTT-3.3.2-11] The topic alias is chosen when the bytes go out (a delivery may wait in the
+    // window), so that an alias always follows the PUBLISH that set it up on this connection.
+    const encode = (): Buffer => {
+      const aliased = version === 5 ? client.outboundTopicAlias?.(topic) : undefined
+      if (aliased?.alias === undefined) return bytes
+      return mqttPacket.generate(
+        { ...packet, topic: aliased.topic, properties: { ...packet.properties, topicAlias: aliased.alias } },
+        { protocolVersion: version },
+      )
+    }
+    if (packetId === undefined) {
+      client.conn.write(encode())
+      // A 3.1.1 consumer cannot settle a QoS 0 delivery (no PUBACK, no user properties): at most once,
+      // as it asked. A v5 consumer settles it with $ack / $nack / $reject like any other.
+      if (this.settlesWithPuback) {
+        this.#settleLater({
+          queue: message.queue,
+          messageId: message.id,
+          group: delivery.group,
+          action: SettleActions.ack,
+        })
+      }
       return
     }
     this.#inflight.set(packetId, { queue: message.queue, messageId: message.id, group: delivery.group })
-    client.conn.write(bytes)
+    const send = () => {
+      if (!client.closed) client.conn.write(encode())
+    }
+    if (client.outbound === undefined) send()
+    else client.outbound.submit(packetId, send)
+  }
+
+  #settleLater(input: SettleInput): void {
+    // Not from inside deliver(): the core is still recording this delivery.
+    setImmediate(() => this.#settle(this, input))
   }
 
   /** The client PUBACKed `packetId`: returns the delivery it belonged to, if it was one of ours. */
@@ -158,7 +246,7 @@ export class MqttQueueConsumer implements ConsumerConnection {
       const id = client._nextId
       // Same sequence as aedes' QoSPacket, so aedes' next id is one we did not take.
       client._nextId = id >= MAX_PACKET_ID ? 1 : id + 1
-      if (!this.#inflight.has(id)) return id
+      if (!this.#inflight.has(id) && client.outbound?.has(id) !== true) return id
     }
     return undefined
   }
