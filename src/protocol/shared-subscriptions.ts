@@ -11,13 +11,33 @@
  * A QoS 1/2 delivery to a persistent session is recorded by the persistence's `outgoingUpdate`
  * (which upserts; see level-persistence.ts), so it survives a restart until acknowledged.
  *
+ * When a member's session ends with its connection (Clean Start with Session Expiry 0, 3.1.1 clean
+ * session), the QoS 1/2 messages it had not acknowledged go to another member (§4.8.2: the server
+ * SHOULD send them to another client). They are found in the connection's outbound window (aedes
+ * patches 027 and 031), matched to the group that chose this member by `brokerId:brokerCounter`. A
+ * member with a persistent session gets them again itself when it resumes (§4.8.2 MAY).
+ *
  * Limitations (documented in docs/): members are only the connected sessions; a message published
- * while no member is connected is not kept for the group. A single node only (the cluster will need
- * a group owner).
+ * while no member is connected is not kept for the group (nor one whose group has no other member left
+ * when it is handed on). A QoS 2 message already PUBRECed by the member that left is handed on too.
+ * A single node only (the cluster will need a group owner).
  */
 import type { AedesPublishPacket } from 'aedes'
 
 type Deliver = (packet: AedesPublishPacket, callback: () => void) => void
+
+/** What {@link SharedSubscriptions.memberGone} needs of an aedes client (outbound window: patch 031). */
+export interface LeavingMember {
+  readonly clean: boolean
+  readonly outbound?: { unacknowledged(): AedesPublishPacket[] }
+}
+
+/** How many shared QoS 1/2 deliveries are remembered for hand-over (oldest forgotten first). */
+const MAX_TRACKED_DELIVERIES = 100_000
+
+function deliveryKey(packet: AedesPublishPacket): string {
+  return `${packet.brokerId}:${packet.brokerCounter}`
+}
 type Done = (err?: Error) => void
 
 /** The part of aedes we wrap; kept structural so tests can use a fake. */
@@ -56,6 +76,8 @@ class Group {
 
 export class SharedSubscriptions {
   readonly #groups = new Map<string, Group>()
+  /** Shared QoS 1/2 deliveries by `brokerId:brokerCounter` → the group that made them. */
+  readonly #delivered = new Map<string, Group>()
   readonly #subscribe: SubscribableBroker['subscribe']
   readonly #unsubscribe: SubscribableBroker['unsubscribe']
 
@@ -77,6 +99,35 @@ export class SharedSubscriptions {
   /** Number of connected members of `$share/<group>/<filter>`, for tests and metrics. */
   memberCount(shareTopic: string): number {
     return this.#groups.get(shareTopic)?.members.length ?? 0
+  }
+
+  /**
+   * A client's connection ended (aedes 'clientDisconnect'; its memberships are already removed). If its
+   * session ended too, its unacknowledged shared messages go to other members of their groups.
+   */
+  memberGone(client: LeavingMember): void {
+    if (!client.clean) return
+    for (const packet of client.outbound?.unacknowledged() ?? []) {
+      const key = deliveryKey(packet)
+      const group = this.#delivered.get(key)
+      if (group === undefined) continue
+      this.#delivered.delete(key)
+      if (this.#groups.get(group.key) !== group) continue
+      // A new message for the next member: new broker counter (aedes' per-client dedupe would drop an
+      // old one), no packet id, not a retransmission.
+      const handOn = {
+        cmd: 'publish',
+        topic: packet.topic,
+        payload: packet.payload,
+        qos: packet.qos,
+        retain: false,
+        dup: false,
+        brokerId: packet.brokerId,
+        ...(packet.properties === undefined ? {} : { properties: packet.properties }),
+        ...(packet.messageExpiry === undefined ? {} : { messageExpiry: packet.messageExpiry }),
+      } as unknown as AedesPublishPacket
+      this.#dispatch(group, handOn, noop)
+    }
   }
 
   #add(key: string, filter: string, func: Deliver, done: Done): void {
@@ -130,6 +181,13 @@ export class SharedSubscriptions {
     if (member === undefined) {
       cb()
       return
+    }
+    if (packet.qos > 0) {
+      if (this.#delivered.size >= MAX_TRACKED_DELIVERIES) {
+        const oldest = this.#delivered.keys().next().value
+        if (oldest !== undefined) this.#delivered.delete(oldest)
+      }
+      this.#delivered.set(deliveryKey(packet), group)
     }
     member.func(packet, cb)
   }
