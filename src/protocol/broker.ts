@@ -22,7 +22,7 @@ import {
   refuseSysPublish,
   type BrokerHooks,
 } from './hooks.js'
-import { SharedSubscriptions, type LeavingMember } from './shared-subscriptions.js'
+import { SharedSubscriptions } from './shared-subscriptions.js'
 import type { LevelPersistence } from './persistence/level-persistence.js'
 
 export const WEBSOCKET_PATH = '/mqtt'
@@ -103,7 +103,7 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
   })
   const shared = new SharedSubscriptions(aedes)
   // §4.8.2: a member whose session ends hands its unacknowledged shared messages to another member.
-  aedes.on('clientDisconnect', (client: Client) => shared.memberGone(client as unknown as LeavingMember))
+  aedes.on('clientDisconnect', (client: Client) => shared.memberGone(client))
 
   // aedes emits 'error' for persistence failures; an unhandled 'error' event would crash the process.
   const emitter: EventEmitter = aedes
