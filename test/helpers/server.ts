@@ -178,7 +178,8 @@ export async function runMain(
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  const [code] = (await within(once(child, 'exit'), TIMEOUT_MS * 2, 'spool to exit')) as [number | null]
+  // 'close', not 'exit': 'exit' may come before the last stdout/stderr data has been read.
+  const [code] = (await within(once(child, 'close'), TIMEOUT_MS * 2, 'spool to exit')) as [number | null]
   return { code, stdout, stderr }
 }
 
