@@ -3,8 +3,8 @@
  * server, bearer-token access, JSON bodies, and errors as `{ "error": { "code", "message" } }` with
  * the status from ./errors.ts. The operations themselves are {@link AdminService}'s.
  */
+import { isLoopbackAddress } from '../loopback.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { isIP } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from '../observability/logger.js'
 import {
@@ -26,14 +26,6 @@ export interface AdminHttpOptions {
   logger: Logger
 }
 
-/** True for 127.0.0.0/8, ::1 and their IPv4-mapped IPv6 forms. */
-export function isLoopback(address: string | undefined): boolean {
-  if (address === undefined) return false
-  const v4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address
-  if (isIP(v4) === 4) return v4.startsWith('127.')
-  return address === '::1'
-}
-
 /** Equal-length digests, so the comparison takes the same time whatever the presented token is. */
 function sameToken(presented: string, expected: string): boolean {
   const digest = (value: string) => createHash('sha256').update(value).digest()
@@ -43,7 +35,7 @@ function sameToken(presented: string, expected: string): boolean {
 /** Throws 401 / 403 unless the request may use the admin API. */
 export function authorizeAdmin(req: IncomingMessage, token: string | null): void {
   if (token === null) {
-    if (isLoopback(req.socket.remoteAddress)) return
+    if (isLoopbackAddress(req.socket.remoteAddress)) return
     throw new AdminError(
       AdminErrorCodes.forbidden,
       'the admin API answers only loopback clients while no admin.token is configured',

@@ -18,8 +18,8 @@
  * The hooks must run before the `$queue/` adapter's hooks, which store the message and join consumer
  * groups: startServer attaches this before any extension.
  */
+import { isLoopbackAddress } from '../loopback.js'
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
-import { isIP } from 'node:net'
 import { Acl, AclActions, unsharedFilter, type AclAction, type AclSubject } from '../auth/acl.js'
 import { decoyHash, parsePasswordHash, verifyPassword, type ScryptHash } from '../auth/password.js'
 import type { AuthConfig } from '../config/index.js'
@@ -46,14 +46,6 @@ interface Identity extends AclSubject {
 interface User {
   readonly hash: ScryptHash
   readonly acl: Acl
-}
-
-/** True for 127.0.0.0/8, ::1 and their IPv4-mapped IPv6 forms. */
-export function isLoopbackAddress(address: string | undefined): boolean {
-  if (address === undefined) return false
-  const v4 = address.startsWith('::ffff:') ? address.slice('::ffff:'.length) : address
-  if (isIP(v4) === 4) return v4.startsWith('127.')
-  return address === '::1'
 }
 
 /** The peer address: the TCP socket's, or for WebSocket the upgrade request's socket. */

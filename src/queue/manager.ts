@@ -552,6 +552,9 @@ export class QueueManager implements QueueService, DeliveryHost {
     options: { messageId?: string; limit?: number; ratePerSecond?: number } = {},
   ): Promise<number> {
     this.assertOpen()
+    if (!this.queues.has(name) && !this.queues.has(DEAD_LETTER_PREFIX + name)) {
+      throw new QueueError(QueueErrorCodes.queueNotFound, `queue ${name} does not exist`)
+    }
     const target = this.queueNamed(name)
     const deadLetters = this.queues.get(DEAD_LETTER_PREFIX + name)
     const candidates =

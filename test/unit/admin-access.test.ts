@@ -3,7 +3,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
-import { authorizeAdmin, isLoopback } from '../../src/admin/http-api.js'
+import { authorizeAdmin } from '../../src/admin/http-api.js'
+import { isLoopbackAddress } from '../../src/loopback.js'
 import { AdminError, httpErrorOf } from '../../src/admin/errors.js'
 import { QueueError, QueueErrorCodes } from '../../src/queue/errors.js'
 
@@ -28,7 +29,7 @@ const TOKEN = 'x'.repeat(32)
 
 void test('no token configured: loopback (v4, v6, v4-mapped) passes, anything else is FORBIDDEN', () => {
   for (const address of ['127.0.0.1', '127.8.9.10', '::1', '::ffff:127.0.0.1']) {
-    assert.equal(isLoopback(address), true, address)
+    assert.equal(isLoopbackAddress(address), true, address)
     assert.equal(
       codeOf(() => authorizeAdmin(request(address), null)),
       undefined,
