@@ -1,9 +1,10 @@
 /**
  * Wires the durable `$queue/` namespace into a server: the LevelDB queue store under
  * `<dataDir>/queues`, the queue core with the configured settings, the MQTT adapter, and the admin
- * HTTP API (`/api/v1`) over the same core.
+ * API over the same core: HTTP (`/api/v1`) and, when `grpc.port` is set, gRPC (`spool.admin.v1`).
  */
 import { join } from 'node:path'
+import { attachAdminGrpcService } from './admin/grpc-server.js'
 import { attachAdminHttpApi } from './admin/http-api.js'
 import { AdminService } from './admin/service.js'
 import { attachQueues } from './protocol/queue-adapter.js'
@@ -23,10 +24,10 @@ export const queuesExtension: ServerExtension = async (ctx) => {
   await manager.open()
   ctx.metrics.watchQueues(manager)
   const adapter = attachQueues(ctx, manager, logger)
-  attachAdminHttpApi(ctx.http, new AdminService(manager, ctx.config.nodeId), {
-    token: ctx.config.admin.token,
-    logger: ctx.logger.child({ component: 'admin' }),
-  })
+  const admin = new AdminService(manager, ctx.config.nodeId)
+  const adminOptions = { token: ctx.config.admin.token, logger: ctx.logger.child({ component: 'admin' }) }
+  attachAdminHttpApi(ctx.http, admin, adminOptions)
+  if (ctx.grpc !== null) attachAdminGrpcService(ctx.grpc, admin, adminOptions)
   return async () => {
     adapter.close()
     await manager.close()

@@ -15,6 +15,7 @@ import type { BrokerHooks } from './protocol/hooks.js'
 import { LevelPersistence } from './protocol/persistence/level-persistence.js'
 import { attachMqttAuth } from './protocol/mqtt-auth.js'
 import { queuesExtension } from './queues.js'
+import { closeGrpc, createGrpcServer, listenGrpc, type GrpcServer } from './grpc.js'
 
 /** What an extension (e.g. the queue adapter) gets to wire itself in before clients can connect. */
 export interface ServerContext {
@@ -27,6 +28,8 @@ export interface ServerContext {
   readonly http: OpsHttpServer
   /** Prometheus metrics served on `/metrics`: give the queue core its observer, register sources. */
   readonly metrics: SpoolMetrics
+  /** The gRPC listener (`grpc.port`) to add services to; null when it is off. Binds after the extensions. */
+  readonly grpc: GrpcServer | null
 }
 
 /**
@@ -57,6 +60,8 @@ export interface RunningServer {
   readonly mqttPort: number
   readonly wsPort: number | null
   readonly httpPort: number
+  /** null when `grpc.port` is not set. */
+  readonly grpcPort: number | null
   /** Graceful stop: stop accepting, DISCONNECT 0x8B to v5 clients, close aedes, flush storage. Idempotent. */
   close(): Promise<void>
 }
@@ -84,8 +89,11 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
   const closers: Array<() => Promise<void>> = []
   let broker: MqttBroker | null = null
   let persistence: LevelPersistence | null = null
+  const grpc = config.grpc.port === null ? null : createGrpcServer()
   const stop = async (): Promise<void> => {
     state.listening = false
+    // gRPC first: running admin calls finish (bounded) before the queue core they use closes.
+    if (grpc !== null) await closeGrpc(grpc)
     if (broker !== null) await broker.close()
     for (const close of closers.reverse()) await close()
     if (persistence !== null && state.storageOpen) {
@@ -118,6 +126,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       hooks: broker.hooks,
       http,
       metrics,
+      grpc,
     }
     // Authentication and ACLs before any extension: hooks run in the order they were added, and the
     // queue publish hook stores the message, so a denied publish must be refused before it runs.
@@ -128,9 +137,17 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       if (close) closers.push(close)
     }
 
+    let grpcPort: number | null = null
+    if (grpc !== null && config.grpc.port !== null) {
+      grpcPort = await listenGrpc(grpc, config.mqtt.host, config.grpc.port)
+      logger.info({ listener: 'grpc', host: config.mqtt.host, port: grpcPort }, 'listening')
+    }
     const ports = await broker.listen()
     state.listening = true
-    logger.info({ dataDir, mqttPort: ports.mqttPort, wsPort: ports.wsPort, httpPort }, 'spool started')
+    logger.info(
+      { dataDir, mqttPort: ports.mqttPort, wsPort: ports.wsPort, httpPort, grpcPort },
+      'spool started',
+    )
 
     let closing: Promise<void> | null = null
     const running: RunningServer = {
@@ -144,6 +161,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       mqttPort: ports.mqttPort,
       wsPort: ports.wsPort,
       httpPort,
+      grpcPort,
       close() {
         closing ??= stop().then(() => logger.info('spool stopped'))
         return closing

@@ -1,6 +1,6 @@
 /**
  * Errors of the admin API and the one place where they, and the queue core's {@link QueueError}s,
- * become HTTP statuses. A future admin gRPC service maps the same codes to gRPC status codes here.
+ * become HTTP statuses ({@link httpErrorOf}) and gRPC status codes ({@link grpcStatusOf}).
  */
 import { QueueError, type QueueErrorCode } from '../queue/errors.js'
 
@@ -61,4 +61,54 @@ export function httpErrorOf(err: unknown): { status: number; code: string; messa
     return { status: QUEUE_ERROR_STATUS[err.code], code: err.code, message: err.message }
   }
   return undefined
+}
+
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md; the numbers are part of the wire protocol), kept here so
+ * this table needs no gRPC library.
+ */
+export const GrpcStatus = {
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  FAILED_PRECONDITION: 9,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const
+export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus]
+
+/**
+ * gRPC status and `{ code, message }` for an error, derived from its HTTP status so both transports
+ * always agree: 400/413 -> INVALID_ARGUMENT, 401 -> UNAUTHENTICATED, 403 -> PERMISSION_DENIED,
+ * 404 -> NOT_FOUND, 409 -> ALREADY_EXISTS for QUEUE_EXISTS else FAILED_PRECONDITION, 503 -> UNAVAILABLE
+ * (the broker is stopping; clients may retry elsewhere), anything else (bugs included) -> INTERNAL.
+ */
+export function grpcStatusOf(err: unknown): { status: GrpcStatusCode; code: string; message: string } {
+  const mapped = httpErrorOf(err)
+  if (mapped === undefined)
+    return { status: GrpcStatus.INTERNAL, code: 'INTERNAL', message: 'internal error' }
+  const { code, message } = mapped
+  switch (mapped.status) {
+    case 400:
+    case 413:
+      return { status: GrpcStatus.INVALID_ARGUMENT, code, message }
+    case 401:
+      return { status: GrpcStatus.UNAUTHENTICATED, code, message }
+    case 403:
+      return { status: GrpcStatus.PERMISSION_DENIED, code, message }
+    case 404:
+      return { status: GrpcStatus.NOT_FOUND, code, message }
+    case 409:
+      return {
+        status: code === 'QUEUE_EXISTS' ? GrpcStatus.ALREADY_EXISTS : GrpcStatus.FAILED_PRECONDITION,
+        code,
+        message,
+      }
+    case 503:
+      return { status: GrpcStatus.UNAVAILABLE, code, message }
+    default:
+      return { status: GrpcStatus.INTERNAL, code, message }
+  }
 }

@@ -32,23 +32,34 @@ function sameToken(presented: string, expected: string): boolean {
   return timingSafeEqual(digest(presented), digest(expected))
 }
 
-/** Throws 401 / 403 unless the request may use the admin API. */
-export function authorizeAdmin(req: IncomingMessage, token: string | null): void {
+/**
+ * The admin access rule for every transport (HTTP here, gRPC in ./grpc-server.ts): with a token, the
+ * `Bearer <token>` credential must match it; without one, only loopback peers. Throws 401 / 403.
+ */
+export function authorizeAdminAccess(
+  remoteAddress: string | undefined,
+  authorization: string | undefined,
+  token: string | null,
+): void {
   if (token === null) {
-    if (isLoopbackAddress(req.socket.remoteAddress)) return
+    if (isLoopbackAddress(remoteAddress)) return
     throw new AdminError(
       AdminErrorCodes.forbidden,
       'the admin API answers only loopback clients while no admin.token is configured',
     )
   }
-  const header = req.headers.authorization
-  const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header)
+  const match = authorization === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(authorization)
   if (match === null || !sameToken(match[1]!, token)) {
     throw new AdminError(
       AdminErrorCodes.unauthorized,
       match === null ? 'missing bearer token (Authorization: Bearer <admin.token>)' : 'wrong bearer token',
     )
   }
+}
+
+/** Throws 401 / 403 unless the request may use the admin API. */
+export function authorizeAdmin(req: IncomingMessage, token: string | null): void {
+  authorizeAdminAccess(req.socket.remoteAddress, req.headers.authorization, token)
 }
 
 const ok = (body: unknown, status = 200): HttpResult => ({ status, body })

@@ -20,6 +20,7 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
   { path: ['mqtt', 'host'], env: 'SPOOL_HOST', flag: 'host' },
   { path: ['ws', 'port'], env: 'SPOOL_WS_PORT', flag: 'ws-port' },
   { path: ['http', 'port'], env: 'SPOOL_HTTP_PORT', flag: 'http-port' },
+  { path: ['grpc', 'port'], env: 'SPOOL_GRPC_PORT', flag: 'grpc-port' },
   { path: ['dataDir'], env: 'SPOOL_DATA_DIR', flag: 'data-dir' },
   { path: ['nodeId'], env: 'SPOOL_NODE_ID', flag: 'node-id' },
   { path: ['log', 'level'], env: 'SPOOL_LOG_LEVEL', flag: 'log-level' },
@@ -28,7 +29,7 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
 ]
 
 export const USAGE = `usage: spool start [--config FILE] [--mqtt-port N] [--host ADDR] [--ws-port N]
-                   [--http-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]
+                   [--http-port N] [--grpc-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]
                    [--allow-anonymous true|false|loopback]
        spool passwd     (reads a password from stdin, prints its hash for auth.users)
        spool queues|dlq|groups|cluster ...   (operator commands; spool queues --help)`

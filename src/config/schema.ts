@@ -46,6 +46,13 @@ export interface SpoolConfig {
     /** Health/metrics/API port; 0 picks a free port. */
     port: number
   }
+  grpc: {
+    /**
+     * gRPC port (the admin service; cluster traffic later), bound on `mqtt.host`; `null` = no gRPC
+     * listener. 0 = free port.
+     */
+    port: number | null
+  }
   /** Directory for all durable state (sessions, queues). Created if missing. */
   dataDir: string
   /** This broker's identity in logs, metrics and (later) the cluster. */
@@ -112,6 +119,7 @@ export function defaultConfig(): SpoolConfig {
     },
     ws: { port: null },
     http: { port: 8080 },
+    grpc: { port: null },
     dataDir: './data',
     nodeId: hostname(),
     log: { level: 'info' },
@@ -297,6 +305,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     'mqtt',
     'ws',
     'http',
+    'grpc',
     'dataDir',
     'nodeId',
     'log',
@@ -316,6 +325,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
   ])
   const ws = objectAt(top.ws, 'ws', ['port'])
   const http = objectAt(top.http, 'http', ['port'])
+  const grpc = objectAt(top.grpc, 'grpc', ['port'])
   const log = objectAt(top.log, 'log', ['level'])
   const shutdown = objectAt(top.shutdown, 'shutdown', ['timeoutMs'])
   const queues = objectAt(top.queues, 'queues', ['defaults', 'declared'])
@@ -371,6 +381,12 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
       port: ws.port === null || ws.port === undefined || ws.port === '' ? null : port(ws.port, 'ws.port', 0),
     },
     http: { port: port(http.port, 'http.port', d.http.port) },
+    grpc: {
+      port:
+        grpc.port === null || grpc.port === undefined || grpc.port === ''
+          ? null
+          : port(grpc.port, 'grpc.port', 0),
+    },
     dataDir: nonEmptyString(top.dataDir, 'dataDir', d.dataDir),
     nodeId,
     log: { level: oneOf(log.level, 'log.level', Object.values(LogLevels), d.log.level) },

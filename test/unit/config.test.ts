@@ -37,6 +37,7 @@ void test('defaults', () => {
     },
     ws: { port: null },
     http: { port: 8080 },
+    grpc: { port: null },
     dataDir: './data',
     nodeId: hostname(),
     log: { level: 'info' },
@@ -71,6 +72,7 @@ void test('every env var and flag maps to its setting', () => {
     SPOOL_HOST: '::1',
     SPOOL_WS_PORT: '2',
     SPOOL_HTTP_PORT: '3',
+    SPOOL_GRPC_PORT: '4',
     SPOOL_DATA_DIR: '/d',
     SPOOL_NODE_ID: 'n1',
     SPOOL_LOG_LEVEL: 'debug',
@@ -83,6 +85,7 @@ void test('every env var and flag maps to its setting', () => {
       '--host=::1',
       '--ws-port=2',
       '--http-port=3',
+      '--grpc-port=4',
       '--data-dir=/d',
       '--node-id=n1',
       '--log-level=debug',
@@ -94,6 +97,7 @@ void test('every env var and flag maps to its setting', () => {
     assert.equal(config.mqtt.host, '::1')
     assert.equal(config.ws.port, 2)
     assert.equal(config.http.port, 3)
+    assert.equal(config.grpc.port, 4)
     assert.equal(config.dataDir, '/d')
     assert.equal(config.nodeId, 'n1')
     assert.equal(config.log.level, 'debug')
@@ -144,6 +148,8 @@ void test('errors name the field and the bad value', () => {
     [{ mqtt: { port: 70000 } }, 'mqtt.port must be an integer 0-65535, got 70000'],
     [{ http: { port: 1.5 } }, 'http.port must be an integer 0-65535, got 1.5'],
     [{ ws: { port: -1 } }, 'ws.port must be an integer 0-65535, got -1'],
+    [{ grpc: { port: 'x' } }, 'grpc.port must be an integer 0-65535, got "x"'],
+    [{ grpc: { host: 'a' } }, 'grpc.host is not a known setting, got "a"'],
     [{ mqtt: { host: '' } }, 'mqtt.host must be a non-empty string, got ""'],
     [{ nodeId: 'a b' }, 'nodeId must be 1-64 characters of A-Z a-z 0-9 . _ -, got "a b"'],
     [
