@@ -30,7 +30,8 @@ export async function runMosquitto(t: TestContext, command: string, args: string
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   const code = await within(
-    new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))),
+    // 'close', not 'exit': after 'exit' stdout may still hold unread output.
+    new Promise<number | null>((resolve) => child.once('close', (c) => resolve(c))),
     TIMEOUT_MS * 2,
     `${command} to exit`,
   )

@@ -3,32 +3,11 @@
 // child process.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { spawnBroker, TIMEOUT_MS, uniqueId } from '../helpers/server.js'
+import { runMosquitto } from '../helpers/conformance.js'
+import { spawnBroker, uniqueId } from '../helpers/server.js'
 import { uniqueQueue } from '../helpers/queues.js'
-import { within } from '../helpers/wait.js'
 
 /** Runs a mosquitto client to completion; killed on `t.after` if it is still running. */
-async function run(
-  t: Parameters<typeof spawnBroker>[0],
-  command: string,
-  args: string[],
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  t.after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill()
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  const code = await within(
-    new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))),
-    TIMEOUT_MS * 2,
-    `${command} to exit`,
-  )
-  return { code, stdout, stderr }
-}
 
 /** `key:value` pairs that mosquitto_sub's `%P` printed, in order. */
 function printedProperties(line: string): string[] {
@@ -42,7 +21,7 @@ void test('mosquitto_pub enqueues with a partition-key; mosquitto_sub consumers 
   const connection = ['-V', 'mqttv5', '-h', '127.0.0.1', '-p', String(broker.mqttPort)]
 
   // Published before any consumer exists: the queue keeps it.
-  const pub = await run(t, 'mosquitto_pub', [
+  const pub = await runMosquitto(t, 'mosquitto_pub', [
     ...connection,
     '-i',
     uniqueId('mpub'),
@@ -63,7 +42,7 @@ void test('mosquitto_pub enqueues with a partition-key; mosquitto_sub consumers 
   // Two consumers of the group `msub` (client id up to the first '-'), one after the other. Neither
   // can settle (mosquitto_sub only PUBACKs), so the first one's exit returns the message at once.
   const consume = () =>
-    run(t, 'mosquitto_sub', [
+    runMosquitto(t, 'mosquitto_sub', [
       ...connection,
       '-i',
       `msub-${uniqueId()}`,
