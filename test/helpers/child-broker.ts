@@ -7,7 +7,7 @@
 import type { TestContext } from 'node:test'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { MAIN_JS, TIMEOUT_MS } from './server.js'
+import { spoolStartArgv, TIMEOUT_MS } from './server.js'
 import { within } from './wait.js'
 
 /** How a child process ended. */
@@ -93,19 +93,7 @@ function jsonField(line: string, field: string, msg?: string): number | undefine
  * the same `dataDir` after a {@link KillableBroker.kill9} to test recovery. `args` are extra CLI flags.
  */
 export function spawnSpoolOn(t: TestContext, dataDir: string, args: string[] = []): Promise<KillableBroker> {
-  const argv = [
-    MAIN_JS,
-    'start',
-    '--mqtt-port',
-    '0',
-    '--http-port',
-    '0',
-    '--host',
-    '127.0.0.1',
-    '--data-dir',
-    dataDir,
-    ...args,
-  ]
+  const argv = [...spoolStartArgv(dataDir), ...args]
   return spawnChild(t, argv, (line) => jsonField(line, 'mqttPort', 'spool started'), 'spool child')
 }
 

@@ -183,13 +183,9 @@ export async function runMain(
   return { code, stdout, stderr }
 }
 
-/**
- * Starts `spool start` as a child process on port 0 (MQTT, HTTP; WS if `ws`), with a temp data dir,
- * and reads the chosen ports from its `spool started` log line. Killed on `t.after` if still running.
- */
-export async function spawnBroker(t: TestContext, args: string[] = [], options: { ws?: boolean } = {}) {
-  const dataDir = await tempDir(t)
-  const argv = [
+/** `node` arguments for `spool start` on loopback, MQTT and HTTP on port 0, data in `dataDir`. */
+export function spoolStartArgv(dataDir: string): string[] {
+  return [
     MAIN_JS,
     'start',
     '--mqtt-port',
@@ -200,9 +196,16 @@ export async function spawnBroker(t: TestContext, args: string[] = [], options: 
     '127.0.0.1',
     '--data-dir',
     dataDir,
-    ...(options.ws === true ? ['--ws-port', '0'] : []),
-    ...args,
   ]
+}
+
+/**
+ * Starts `spool start` as a child process on port 0 (MQTT, HTTP; WS if `ws`), with a temp data dir,
+ * and reads the chosen ports from its `spool started` log line. Killed on `t.after` if still running.
+ */
+export async function spawnBroker(t: TestContext, args: string[] = [], options: { ws?: boolean } = {}) {
+  const dataDir = await tempDir(t)
+  const argv = [...spoolStartArgv(dataDir), ...(options.ws === true ? ['--ws-port', '0'] : []), ...args]
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
   t.after(async () => {
