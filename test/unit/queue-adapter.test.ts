@@ -1,10 +1,10 @@
 // The `$queue/` MQTT adapter against a real broker on port 0 and real mqtt.js clients (MQTT 5 and
 // 3.1.1), with a fake QueueService standing in for the core: it records calls and lets each test decide
 // when (and how) they settle.
+import { rawClient } from '../helpers/raw-client.js'
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { EventEmitter, once } from 'node:events'
-import { connect } from 'node:net'
+import { EventEmitter } from 'node:events'
 import mqttPacket from 'mqtt-packet'
 import type { IPublishPacket, MqttClient } from 'mqtt'
 import { QueueError, QueueErrorCodes } from '../../src/queue/errors.js'
@@ -418,7 +418,7 @@ void test('delivery packet ids never collide with aedes QoS 1 deliveries on plai
   const { server, queues } = await setup(t)
   const count = 300
   // A raw MQTT 5 client that never PUBACKs, so every packet id of both streams stays in flight.
-  const raw = await rawClient(t, server.mqttPort, uniqueId('raw'))
+  const raw = await rawClient(t, server.mqttPort, uniqueId('raw'), 5)
   raw.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'plain/feed', qos: 1 }] })
   await raw.next('suback')
   raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: '$queue/feed', qos: 1 }] })
@@ -439,66 +439,6 @@ void test('delivery packet ids never collide with aedes QoS 1 deliveries on plai
   const ids = publishes.map((p) => p.messageId)
   assert.equal(new Set(ids).size, ids.length, 'packet ids in flight must be distinct')
 })
-
-interface RawClient {
-  readonly packets: mqttPacket.Packet[]
-  send(packet: mqttPacket.Packet): void
-  next(cmd: string): Promise<mqttPacket.Packet>
-  waitFor(predicate: (packets: mqttPacket.Packet[]) => boolean, what: string): Promise<void>
-}
-
-/** A bare MQTT 5 connection (mqtt-packet over a socket) that only does what the test tells it. */
-async function rawClient(t: TestContext, port: number, clientId: string): Promise<RawClient> {
-  const socket = connect(port, '127.0.0.1')
-  t.after(() => {
-    socket.destroy()
-  })
-  await within(once(socket, 'connect'), TIMEOUT_MS, 'raw TCP connect')
-  const parser = mqttPacket.parser({ protocolVersion: 5 })
-  const packets: mqttPacket.Packet[] = []
-  const events = new EventEmitter()
-  parser.on('packet', (packet: mqttPacket.Packet) => {
-    packets.push(packet)
-    events.emit('packet', packet)
-  })
-  socket.on('data', (data: Buffer) => parser.parse(data))
-  const client: RawClient = {
-    packets,
-    send: (packet) => socket.write(mqttPacket.generate(packet, { protocolVersion: 5 })),
-    next: (cmd) =>
-      within(
-        new Promise((resolve) => {
-          const onPacket = (packet: mqttPacket.Packet) => {
-            if (packet.cmd !== cmd) return
-            events.off('packet', onPacket)
-            resolve(packet)
-          }
-          events.on('packet', onPacket)
-        }),
-        TIMEOUT_MS,
-        cmd,
-      ),
-    waitFor: async (predicate, what) => {
-      if (predicate(packets)) return
-      await within(
-        new Promise<void>((resolve) => {
-          const check = () => {
-            if (!predicate(packets)) return
-            events.off('packet', check)
-            resolve()
-          }
-          events.on('packet', check)
-        }),
-        TIMEOUT_MS,
-        what,
-      )
-    },
-  }
-  const connack = client.next('connack')
-  client.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 5, clean: true, keepalive: 0, clientId })
-  await connack
-  return client
-}
 
 void test('a 3.1.1 consumer settles with its PUBACK; a v5 PUBACK only frees the packet id', async (t) => {
   const { server, queues } = await setup(t)
