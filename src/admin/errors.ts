@@ -40,6 +40,8 @@ const QUEUE_ERROR_STATUS: Record<QueueErrorCode, number> = {
   QUEUE_FULL: 409,
   STORAGE_FAILURE: 500,
   CLOSED: 503,
+  PARTITION_NOT_SERVED: 409,
+  NO_LOCAL_PARTITIONS: 409,
 }
 
 const ADMIN_ERROR_STATUS: Record<AdminErrorCode, number> = {

@@ -40,6 +40,9 @@ const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_EXISTS: R.unspecifiedError,
   QUEUE_IN_USE: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
+  // Cluster: the routing layer buffers publishes for partitions in motion; settles get this.
+  PARTITION_NOT_SERVED: R.implementationSpecificError,
+  NO_LOCAL_PARTITIONS: R.implementationSpecificError,
 }
 
 /** SUBACK for `SUBSCRIBE $queue/<name>` ([MQTT-3.9.3]). */
@@ -58,6 +61,9 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_EXISTS: R.unspecifiedError,
   QUEUE_IN_USE: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
+  PARTITION_NOT_SERVED: R.implementationSpecificError,
+  // Direct routing: the Reason String names the nodes that own the queue's partitions.
+  NO_LOCAL_PARTITIONS: R.implementationSpecificError,
 }
 
 /** Reason code for a failed `$queue/` publish or settle; non-queue errors are 0x80. */

@@ -16,6 +16,10 @@ export const QueueErrorCodes = {
   invalidSettings: 'INVALID_SETTINGS',
   storageFailure: 'STORAGE_FAILURE',
   closed: 'CLOSED',
+  /** Cluster: this node does not serve the partition (another node owns it, or it is moving). */
+  partitionNotServed: 'PARTITION_NOT_SERVED',
+  /** Cluster, direct routing: the node owns no partition of the queue, so a consumer here gets nothing. */
+  noLocalPartitions: 'NO_LOCAL_PARTITIONS',
 } as const
 export type QueueErrorCode = (typeof QueueErrorCodes)[keyof typeof QueueErrorCodes]
 

@@ -15,7 +15,7 @@ import {
   settingsProblem,
   type QueueSettingsOverrides,
 } from './settings.js'
-import type { Membership, QueueStore, StoreOp } from './store.js'
+import type { GroupPartitionState, Membership, PartitionMeta, QueueStore, StoreOp } from './store.js'
 import { TimerQueue } from './timer-queue.js'
 import {
   DEFAULT_QUEUE_SETTINGS,
@@ -40,7 +40,22 @@ export interface QueueManagerOptions {
   clock?: Clock
   logger?: QueueLogger
   observer?: QueueObserver
+  /**
+   * False on a cluster node: a partition is served only after {@link QueueManager.acquirePartition}
+   * (the node owns it) and until {@link QueueManager.releasePartition}. Dead-letter queues are
+   * node-local and always served. Default true (a single node serves everything).
+   */
+  servesAllPartitions?: boolean
 }
+
+/** A partition's stored bookkeeping, as one node hands it to another. */
+export interface PartitionSnapshot {
+  readonly meta: PartitionMeta
+  readonly groups: readonly GroupPartitionState[]
+}
+
+/** Writes of a partition import go to storage in batches of this many messages. */
+const IMPORT_BATCH = 500
 
 /** One consumer group of a queue, as the admin API and metrics see it. */
 export interface GroupStats {
@@ -91,6 +106,7 @@ export class QueueManager implements QueueService, DeliveryHost {
   private readonly consumers = new Map<string, ConsumerState>()
   /** Stored memberships by client id, for persistent sessions. */
   private readonly memberships = new Map<string, Membership[]>()
+  private readonly servesAll: boolean
   private opened = false
 
   constructor(options: QueueManagerOptions) {
@@ -100,6 +116,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     this.defaults = options.defaults ?? DEFAULT_QUEUE_SETTINGS
     this.declared = options.declared ?? {}
     this.observer = options.observer ?? silentObserver
+    this.servesAll = options.servesAllPartitions ?? true
     this.timers = new TimerQueue(this.clock)
     this.commits = new GroupCommit(this.store, this.observer)
   }
@@ -143,14 +160,13 @@ export class QueueManager implements QueueService, DeliveryHost {
       this.observer.publishRefused(input.queue, code)
       throw new QueueError(code, message)
     }
-    const problem = queueNameProblem(input.queue)
-    if (problem !== undefined) refuse(QueueErrorCodes.invalidQueueName, problem)
-    const queue = this.queueNamed(input.queue)
+    const queue = this.checkedPublish(input, refuse)
     const settings = queue.settings
-    if (input.payload.byteLength > settings.maxMessageBytes) {
+    const partition = input.partition ?? queue.partitionFor(input.partitionKey)
+    if (partition >= queue.logs.length || !queue.isServed(partition)) {
       refuse(
-        QueueErrorCodes.messageTooLarge,
-        `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
+        QueueErrorCodes.partitionNotServed,
+        `partition ${partition} of queue ${queue.name} is not served by this node`,
       )
     }
     if (queue.depth() >= settings.maxDepth) {
@@ -162,7 +178,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     const now = this.clock.now()
     const expiresAtMs =
       input.messageExpirySeconds === undefined ? undefined : now + input.messageExpirySeconds * 1000
-    const message = this.append(queue, queue.partitionFor(input.partitionKey), {
+    const message = this.append(queue, partition, {
       payload: input.payload,
       properties: input.properties,
       enqueuedAtMs: now,
@@ -171,6 +187,34 @@ export class QueueManager implements QueueService, DeliveryHost {
     await this.commitAppend(queue, message, [], new Map(), settings.durability.sync)
     this.observer.enqueued(queue.name)
     return message
+  }
+
+  /**
+   * Refuses (throws a QueueError) what {@link publish} would refuse for its name or size, without
+   * storing anything: for a cluster node that keeps a message until the partition's owner takes it.
+   */
+  checkPublish(input: PublishInput): void {
+    this.checkedPublish(input, (code, message) => {
+      this.observer.publishRefused(input.queue, code)
+      throw new QueueError(code, message)
+    })
+  }
+
+  private checkedPublish(
+    input: PublishInput,
+    refuse: (code: QueueErrorCode, message: string) => never,
+  ): Queue {
+    const problem = queueNameProblem(input.queue)
+    if (problem !== undefined) refuse(QueueErrorCodes.invalidQueueName, problem)
+    const queue = this.queueNamed(input.queue)
+    const settings = queue.settings
+    if (input.payload.byteLength > settings.maxMessageBytes) {
+      refuse(
+        QueueErrorCodes.messageTooLarge,
+        `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
+      )
+    }
+    return queue
   }
 
   async subscribe(
@@ -262,6 +306,12 @@ export class QueueManager implements QueueService, DeliveryHost {
     const parsed = parseMessageId(input.messageId)
     if (parsed === undefined || parsed.partition >= queue.logs.length) {
       throw this.unknown(input, `message-id "${input.messageId}" is not a message id of queue ${queue.name}`)
+    }
+    if (!queue.isServed(parsed.partition)) {
+      throw new QueueError(
+        QueueErrorCodes.partitionNotServed,
+        `cannot ${input.action} ${input.messageId}: partition ${parsed.partition} of queue ${queue.name} is not served by this node (it moved; the delivery will be made again)`,
+      )
     }
     const group = this.groupForSettle(connection, queue, input)
     const progress = group.progress[parsed.partition]
@@ -361,6 +411,175 @@ export class QueueManager implements QueueService, DeliveryHost {
     void this.commitSettled(queue, progress, seq).catch((error: unknown) =>
       this.logWriteFailure(error, queue.name),
     )
+  }
+
+  // ---- Partition ownership (a cluster node serves only the partitions it owns) ----
+
+  /** The partition a publish with this key goes to; refuses a bad queue name. */
+  partitionFor(queueName: string, partitionKey: string | undefined): number {
+    this.assertQueueName(queueName)
+    return this.queueNamed(queueName).partitionFor(partitionKey)
+  }
+
+  /** The settings a queue has (or would have, once used) on this node. */
+  settingsOf(queueName: string): QueueSettings {
+    this.assertQueueName(queueName)
+    return this.queueNamed(queueName).settings
+  }
+
+  serves(queueName: string, partition: number): boolean {
+    const queue = this.queues.get(queueName)
+    if (queue === undefined) return this.servesAll || queueName.startsWith(DEAD_LETTER_PREFIX)
+    return partition < queue.logs.length && queue.isServed(partition)
+  }
+
+  /**
+   * Starts serving a partition this node now owns: its counters and group progress are read back from
+   * storage (written there by this node earlier or by {@link importPartition}), then its worker runs.
+   */
+  async acquirePartition(queueName: string, partition: number): Promise<void> {
+    this.assertOpen()
+    this.assertQueueName(queueName)
+    const queue = this.queueNamed(queueName)
+    queue.ensurePartitions(partition + 1)
+    if (queue.isServed(partition)) return
+    await this.commits.commit([], new Map(), false) // everything written so far has landed
+    const state = await this.store.loadState()
+    if (queue.isServed(partition)) return
+    const meta = state.partitions.find((m) => m.queue === queueName && m.partition === partition)
+    const log = queue.log(partition)
+    log.restore(meta ?? { lastSeq: 0, count: 0 })
+    const stored = new Map<string, GroupPartitionState>()
+    for (const group of state.groups) {
+      if (group.queue !== queueName || group.partition !== partition) continue
+      stored.set(group.group, group)
+      this.groupOf(queue, group.group)
+    }
+    for (const group of queue.groups.values()) {
+      const state = stored.get(group.name)
+      group.progress[partition] =
+        state === undefined
+          ? new GroupProgress(queueName, group.name, partition, log.firstSeq - 1)
+          : GroupProgress.fromState(state)
+    }
+    queue.setServed(partition, true)
+    this.logger.info({ queue: queueName, partition, depth: log.count }, 'partition acquired')
+    queue.wake(partition)
+  }
+
+  /**
+   * Stops serving a partition: no more deliveries, publishes or settles; deliveries in flight return
+   * (their attempts stay counted) and pending retries are dropped (they are due again on acquire).
+   */
+  releasePartition(queueName: string, partition: number): void {
+    const queue = this.queues.get(queueName)
+    if (queue === undefined || partition >= queue.logs.length || !queue.isServed(partition)) return
+    if (this.servesAll || queueName.startsWith(DEAD_LETTER_PREFIX)) return
+    queue.setServed(partition, false)
+    let returned = 0
+    for (const group of queue.groups.values()) {
+      const progress = group.progress[partition]
+      if (progress === undefined) continue
+      for (const entry of progress.waiting.values()) entry.cancel()
+      progress.waiting.clear()
+      for (const seq of [...progress.inflight.keys()]) {
+        this.releaseInflight(queue, progress, seq)
+        returned++
+      }
+    }
+    this.logger.info({ queue: queueName, partition, returned }, 'partition released')
+  }
+
+  /** The bookkeeping of a partition this node does not serve, for handing it to another node. */
+  async partitionSnapshot(queueName: string, partition: number): Promise<PartitionSnapshot> {
+    const queue = this.releasedPartitionOf(queueName, partition)
+    await this.commits.commit([], new Map(), false)
+    const log = queue.log(partition)
+    const groups: GroupPartitionState[] = []
+    for (const group of queue.groups.values()) {
+      const progress = group.progress[partition]
+      if (progress !== undefined) groups.push(progress.toState())
+    }
+    return { meta: { queue: queueName, partition, lastSeq: log.lastSeq, count: log.count }, groups }
+  }
+
+  /** Stored messages of a partition from `fromSeq` on, for streaming it to another node. */
+  readPartition(
+    queueName: string,
+    partition: number,
+    fromSeq: number,
+    limit: number,
+  ): Promise<QueueMessage[]> {
+    return this.store.readMessages(queueName, partition, fromSeq, limit)
+  }
+
+  /**
+   * Stores a partition handed over by another node, durably (the last batch is synced), without
+   * serving it: the node serves it after it owns it, through {@link acquirePartition}. Groups known
+   * here but absent from the snapshot start over at the partition's oldest message.
+   */
+  async importPartition(
+    snapshot: PartitionSnapshot,
+    batches: AsyncIterable<QueueMessage[]>,
+  ): Promise<number> {
+    const { queue: queueName, partition } = snapshot.meta
+    this.assertOpen()
+    this.assertQueueName(queueName)
+    const queue = this.queueNamed(queueName)
+    queue.ensurePartitions(partition + 1)
+    this.releasedPartitionOf(queueName, partition)
+    let imported = 0
+    let ops: StoreOp[] = []
+    for await (const batch of batches) {
+      for (const message of batch) {
+        if (message.queue !== queueName || message.partition !== partition) {
+          throw new QueueError(
+            QueueErrorCodes.invalidSettings,
+            `message ${message.id} of ${message.queue} does not belong to partition ${partition} of ${queueName}`,
+          )
+        }
+        ops.push({ type: 'putMessage', message })
+        imported++
+      }
+      if (ops.length >= IMPORT_BATCH) {
+        await this.commits.commit(ops, new Map(), false)
+        ops = []
+      }
+    }
+    const incoming = new Set(snapshot.groups.map((group) => group.group))
+    ops.push({ type: 'putPartitionMeta', meta: snapshot.meta })
+    for (const state of snapshot.groups) ops.push({ type: 'putGroupState', state })
+    for (const group of queue.groups.keys()) {
+      if (!incoming.has(group)) ops.push({ type: 'deleteGroupState', queue: queueName, group, partition })
+    }
+    await this.commits.commit(ops, new Map(), true)
+    return imported
+  }
+
+  /** Deletes what this node stored of a partition it handed to another node. */
+  async dropPartition(queueName: string, partition: number): Promise<void> {
+    const queue = this.releasedPartitionOf(queueName, partition)
+    const log = queue.log(partition)
+    const deletes = log.deleteThrough(log.lastSeq)
+    for (let at = 0; at < deletes.length; at += IMPORT_BATCH)
+      await this.commits.commit(deletes.slice(at, at + IMPORT_BATCH), new Map(), false)
+    const ops: StoreOp[] = [log.metaOp()]
+    for (const group of queue.groups.values()) {
+      group.progress[partition] = new GroupProgress(queueName, group.name, partition, log.lastSeq)
+      ops.push({ type: 'deleteGroupState', queue: queueName, group: group.name, partition })
+    }
+    await this.commits.commit(ops, new Map(), false)
+  }
+
+  private releasedPartitionOf(queueName: string, partition: number): Queue {
+    const queue = this.existingQueue(queueName)
+    if (partition >= queue.logs.length || queue.isServed(partition)) {
+      throw new QueueError(
+        QueueErrorCodes.partitionNotServed,
+        `partition ${partition} of queue ${queueName} must be released (not served) first`,
+      )
+    }
+    return queue
   }
 
   /** Stored messages of a queue, or undefined if it does not exist. */
@@ -585,6 +804,8 @@ export class QueueManager implements QueueService, DeliveryHost {
         original !== undefined && original.partition < target.settings.partitions
           ? original.partition
           : target.partitionFor(undefined)
+      // In a cluster, a dead letter goes back only into a partition this node serves now.
+      if (!target.isServed(partition)) continue
       const userProperties = (deadLetter.properties.userProperties ?? []).filter(
         ([key]) => !key.startsWith('dlq-') && key !== 'reason',
       )
@@ -803,7 +1024,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     for (const group of queue.groups.values()) {
       let backlog = 0
       let groupInflight = 0
-      for (const log of queue.logs) {
+      for (const log of queue.servedLogs()) {
         const progress = group.progress[log.partition]
         backlog += progress === undefined ? log.count : progress.backlog(log.committedSeq)
         groupInflight += progress?.inflight.size ?? 0
@@ -956,7 +1177,13 @@ export class QueueManager implements QueueService, DeliveryHost {
     let queue = this.queues.get(name)
     if (queue === undefined) {
       const settings = this.settingsFor(name)
-      queue = new Queue(name, settings, this.store, this)
+      queue = new Queue(
+        name,
+        settings,
+        this.store,
+        this,
+        this.servesAll || name.startsWith(DEAD_LETTER_PREFIX),
+      )
       this.queues.set(name, queue)
     }
     return queue

@@ -23,7 +23,9 @@ export class PartitionLog {
     private readonly store: QueueStore,
   ) {}
 
-  restore(meta: PartitionMeta): void {
+  /** Takes the stored counters as they are (at start-up, or when a cluster node takes the partition). */
+  restore(meta: Pick<PartitionMeta, 'lastSeq' | 'count'>): void {
+    this.cache.clear()
     this.lastSeq = meta.lastSeq
     this.committedSeq = meta.lastSeq
     this.count = meta.count

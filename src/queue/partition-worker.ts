@@ -29,10 +29,13 @@ export class PartitionWorker {
     private readonly log: PartitionLog,
     private readonly groups: ReadonlyMap<string, ConsumerGroup>,
     private readonly settings: () => QueueSettings,
+    /** False while another cluster node owns the partition: the worker then delivers nothing. */
+    private readonly served: () => boolean,
     private readonly host: DeliveryHost,
   ) {}
 
   wake(): void {
+    if (!this.served()) return
     if (this.running) {
       this.again = true
       return
@@ -50,6 +53,7 @@ export class PartitionWorker {
       do {
         this.again = false
         for (const group of this.groups.values()) {
+          if (!this.served()) return
           if (group.members.length > 0) budget = await this.serve(group, budget)
         }
       } while (this.again && budget > 0)
@@ -68,7 +72,7 @@ export class PartitionWorker {
   private async serve(group: ConsumerGroup, budget: number): Promise<number> {
     const log = this.log
     const progress = group.progressFor(log.partition, log.firstSeq - 1)
-    while (budget > 0) {
+    while (budget > 0 && this.served()) {
       const settings = this.settings()
       const keepOrder = settings.ordering !== Orderings.none
       const seq = progress.nextCandidate(keepOrder, log.committedSeq)

@@ -11,13 +11,20 @@ export class Queue {
   readonly workers: PartitionWorker[] = []
   readonly groups = new Map<string, ConsumerGroup>()
   private partitioner: Partitioner
+  /**
+   * The partitions this node serves, or undefined for all of them (a single node). In a cluster a
+   * partition is served only between its acquire and release, while this node owns it.
+   */
+  private readonly served: Set<number> | undefined
 
   constructor(
     readonly name: string,
     private currentSettings: QueueSettings,
     private readonly store: QueueStore,
     private readonly host: DeliveryHost,
+    servesAll = true,
   ) {
+    this.served = servesAll ? undefined : new Set()
     this.partitioner = new Partitioner(currentSettings.partitions)
     this.ensurePartitions(currentSettings.partitions)
   }
@@ -39,7 +46,15 @@ export class Queue {
     for (let partition = this.logs.length; partition < count; partition++) {
       const log = new PartitionLog(this.name, partition, this.store)
       this.logs.push(log)
-      this.workers.push(new PartitionWorker(log, this.groups, () => this.settings, this.host))
+      this.workers.push(
+        new PartitionWorker(
+          log,
+          this.groups,
+          () => this.settings,
+          () => this.isServed(partition),
+          this.host,
+        ),
+      )
     }
   }
 
@@ -53,10 +68,25 @@ export class Queue {
     return log
   }
 
-  /** Stored messages, all partitions (O(partitions)). */
+  isServed(partition: number): boolean {
+    return this.served === undefined || this.served.has(partition)
+  }
+
+  /** Marks a partition served or not; a node that serves every partition ignores this. */
+  setServed(partition: number, served: boolean): void {
+    if (served) this.served?.add(partition)
+    else this.served?.delete(partition)
+  }
+
+  /** The logs of the partitions this node serves. */
+  servedLogs(): PartitionLog[] {
+    return this.served === undefined ? this.logs : this.logs.filter((log) => this.isServed(log.partition))
+  }
+
+  /** Stored messages of the served partitions (O(partitions)). */
   depth(): number {
     let depth = 0
-    for (const log of this.logs) depth += log.count
+    for (const log of this.servedLogs()) depth += log.count
     return depth
   }
 

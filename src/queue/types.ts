@@ -39,6 +39,11 @@ export interface PublishInput {
   partitionKey?: string
   /** Message Expiry Interval in seconds, if the publisher set one. */
   messageExpirySeconds?: number
+  /**
+   * The partition, when the node where the message arrived already chose it (cluster forwarding);
+   * otherwise the partition follows from {@link partitionKey}.
+   */
+  partition?: number
 }
 
 /** One delivery of a message to one consumer of one group. */
