@@ -1,10 +1,41 @@
 /**
  * The node's one gRPC listener (`grpc.port`): server.ts creates it, extensions add their services
- * (the admin service today, cluster traffic with issue 4), then it binds next to the MQTT listener.
+ * (the admin service, cluster traffic between nodes), then it binds next to the MQTT listener.
  */
+import { existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import * as grpc from '@grpc/grpc-js'
+import * as protoLoader from '@grpc/proto-loader'
 
 export type GrpcServer = grpc.Server
+
+/** Trailer with Spool's own error code (`QUEUE_NOT_FOUND`, …), finer than the gRPC status. */
+export const ERROR_CODE_TRAILER = 'spool-error-code'
+
+/** proto-loader options shared by servers and clients: camelCase fields, uint64 as number. */
+export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+}
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir)
+    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`)
+    dir = parent
+  }
+  return dir
+}
+
+/** A proto file of the package (path from the package root; the same from src/ and dist/), loaded. */
+export function loadProtoPackage(path: string): unknown {
+  return grpc.loadPackageDefinition(protoLoader.loadSync(join(packageRoot(), path), PROTO_LOADER_OPTIONS))
+}
 
 /** Longest a stop waits for running calls (a paced redrive can take minutes) before cutting them off. */
 export const GRPC_SHUTDOWN_GRACE_MS = 5_000

@@ -4,12 +4,10 @@
  * `authorization` metadata, or loopback peers when no token is configured), and errors mapped to
  * gRPC statuses in one place (./errors.ts, {@link grpcStatusOf}).
  */
-import { existsSync } from 'node:fs'
 import { isIP } from 'node:net'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
-import * as protoLoader from '@grpc/proto-loader'
+import { ERROR_CODE_TRAILER, loadProtoPackage } from '../grpc.js'
 import type { Logger } from '../observability/logger.js'
 import type { GroupStats } from '../queue/manager.js'
 import { AdminError, AdminErrorCodes, grpcStatusOf, GrpcStatus } from './errors.js'
@@ -19,32 +17,9 @@ import type { AdminService, DeadLetterView, MessageView, QueueView } from './ser
 /** Where the proto lives, from the package root (the same from src/ under tsx and from dist/). */
 export const ADMIN_PROTO_PATH = join('proto', 'spool', 'admin', 'v1', 'admin.proto')
 
-/** Trailer with Spool's own error code (`QUEUE_NOT_FOUND`, …), finer than the gRPC status. */
-export const ERROR_CODE_TRAILER = 'spool-error-code'
-
-/** proto-loader options shared by the server and clients (tests): camelCase fields, uint64 as number. */
-export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-}
-
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  while (!existsSync(join(dir, 'package.json'))) {
-    const parent = dirname(dir)
-    if (parent === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`)
-    dir = parent
-  }
-  return dir
-}
-
 /** The `spool.admin.v1.AdminService` definition, loaded from the package's proto file. */
 export function loadAdminServiceDefinition(): grpc.ServiceClientConstructor {
-  const definition = protoLoader.loadSync(join(packageRoot(), ADMIN_PROTO_PATH), PROTO_LOADER_OPTIONS)
-  const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+  const loaded = loadProtoPackage(ADMIN_PROTO_PATH) as {
     spool: { admin: { v1: { AdminService: grpc.ServiceClientConstructor } } }
   }
   return loaded.spool.admin.v1.AdminService

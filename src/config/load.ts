@@ -23,6 +23,11 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
   { path: ['grpc', 'port'], env: 'SPOOL_GRPC_PORT', flag: 'grpc-port' },
   { path: ['dataDir'], env: 'SPOOL_DATA_DIR', flag: 'data-dir' },
   { path: ['nodeId'], env: 'SPOOL_NODE_ID', flag: 'node-id' },
+  { path: ['cluster', 'etcd'], env: 'SPOOL_ETCD', flag: 'etcd' },
+  { path: ['cluster', 'advertise'], env: 'SPOOL_ADVERTISE', flag: 'advertise' },
+  { path: ['cluster', 'routing'], env: 'SPOOL_ROUTING', flag: 'routing' },
+  { path: ['cluster', 'leaseTtlSeconds'], env: 'SPOOL_LEASE_TTL_SECONDS', flag: 'lease-ttl-seconds' },
+  { path: ['cluster', 'prefix'], env: 'SPOOL_ETCD_PREFIX', flag: 'etcd-prefix' },
   { path: ['log', 'level'], env: 'SPOOL_LOG_LEVEL', flag: 'log-level' },
   { path: ['auth', 'allowAnonymous'], env: 'SPOOL_ALLOW_ANONYMOUS', flag: 'allow-anonymous' },
   { path: ['admin', 'token'], env: 'SPOOL_ADMIN_TOKEN' },
@@ -31,6 +36,8 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
 export const USAGE = `usage: spool start [--config FILE] [--mqtt-port N] [--host ADDR] [--ws-port N]
                    [--http-port N] [--grpc-port N] [--data-dir DIR] [--node-id ID] [--log-level LEVEL]
                    [--allow-anonymous true|false|loopback]
+                   [--etcd URL[,URL]] [--advertise HOST] [--routing proxy|direct]
+                   [--lease-ttl-seconds N] [--etcd-prefix PREFIX]
        spool passwd     (reads a password from stdin, prints its hash for auth.users)
        spool queues|dlq|groups|cluster ...   (operator commands; spool queues --help)`
 

@@ -48,11 +48,13 @@ export interface SpoolConfig {
   }
   grpc: {
     /**
-     * gRPC port (the admin service; cluster traffic later), bound on `mqtt.host`; `null` = no gRPC
-     * listener. 0 = free port.
+     * gRPC port (the admin service and cluster traffic), bound on `mqtt.host`; `null` = no gRPC
+     * listener. 0 = free port. Required in a cluster.
      */
     port: number | null
   }
+  /** Several nodes sharing the partitions of every queue (docs/cluster.md). */
+  cluster: ClusterConfig
   /** Directory for all durable state (sessions, queues). Created if missing. */
   dataDir: string
   /** This broker's identity in logs, metrics and (later) the cluster. */
@@ -76,6 +78,22 @@ export interface SpoolConfig {
     /** Queues (and queue/group pairs) with labels of their own; the rest are `queue="_other"`. */
     maxQueueLabels: number
   }
+}
+
+export const RoutingModes = { proxy: 'proxy', direct: 'direct' } as const
+export type RoutingMode = (typeof RoutingModes)[keyof typeof RoutingModes]
+
+export interface ClusterConfig {
+  /** etcd endpoints (`http://host:port`); empty = a single node, no cluster. */
+  etcd: string[]
+  /** Host name or address other nodes (and, in direct mode, clients) reach this node at. */
+  advertise: string
+  /** `proxy`: consumers on any node; `direct`: consumers connect to the owner of the partitions. */
+  routing: RoutingMode
+  /** TTL of the node's etcd lease: a node silent this long is dead, and stops serving by itself. */
+  leaseTtlSeconds: number
+  /** Key prefix in etcd; clusters sharing an etcd need different prefixes. */
+  prefix: string
 }
 
 export interface AdminConfig {
@@ -120,6 +138,7 @@ export function defaultConfig(): SpoolConfig {
     ws: { port: null },
     http: { port: 8080 },
     grpc: { port: null },
+    cluster: { etcd: [], advertise: '127.0.0.1', routing: 'proxy', leaseTtlSeconds: 5, prefix: '/spool' },
     dataDir: './data',
     nodeId: hostname(),
     log: { level: 'info' },
@@ -306,6 +325,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     'ws',
     'http',
     'grpc',
+    'cluster',
     'dataDir',
     'nodeId',
     'log',
@@ -334,6 +354,15 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
   const nodeId = nonEmptyString(top.nodeId, 'nodeId', d.nodeId)
   if (!NODE_ID.test(nodeId)) {
     throw new ConfigError('nodeId', 'must be 1-64 characters of A-Z a-z 0-9 . _ -', nodeId)
+  }
+
+  const cluster = validateCluster(top.cluster, d.cluster)
+  if (cluster.etcd.length > 0 && (grpc.port === null || grpc.port === undefined || grpc.port === '')) {
+    throw new ConfigError(
+      'grpc.port',
+      'must be set in a cluster (cluster.etcd is set): nodes talk gRPC',
+      null,
+    )
   }
 
   const defaults = resolveQueueSettings(queues.defaults, 'queues.defaults', DEFAULT_QUEUE_SETTINGS)
@@ -387,6 +416,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
           ? null
           : port(grpc.port, 'grpc.port', 0),
     },
+    cluster,
     dataDir: nonEmptyString(top.dataDir, 'dataDir', d.dataDir),
     nodeId,
     log: { level: oneOf(log.level, 'log.level', Object.values(LogLevels), d.log.level) },
@@ -405,6 +435,32 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
         d.metrics.maxQueueLabels,
       ),
     },
+  }
+}
+
+function validateCluster(raw: unknown, d: ClusterConfig): ClusterConfig {
+  const cluster = objectAt(raw, 'cluster', ['etcd', 'advertise', 'routing', 'leaseTtlSeconds', 'prefix'])
+  // A list in a file; a comma-separated string from a flag or env var.
+  const etcdRaw = cluster.etcd ?? []
+  const etcdList = typeof etcdRaw === 'string' ? etcdRaw.split(',') : etcdRaw
+  if (!Array.isArray(etcdList)) throw new ConfigError('cluster.etcd', 'must be a list of URLs', etcdRaw)
+  const etcd = etcdList.map((item: unknown) => {
+    const url = typeof item === 'string' ? item.trim() : item
+    if (typeof url !== 'string' || !/^https?:\/\/[^/\s]+$/.test(url)) {
+      throw new ConfigError('cluster.etcd', 'must list URLs like http://127.0.0.1:2379', item)
+    }
+    return url
+  })
+  const prefix = nonEmptyString(cluster.prefix, 'cluster.prefix', d.prefix)
+  if (!/^\/[A-Za-z0-9._/-]*[^/]$/.test(prefix)) {
+    throw new ConfigError('cluster.prefix', 'must start with / and not end with / (e.g. /spool)', prefix)
+  }
+  return {
+    etcd,
+    advertise: nonEmptyString(cluster.advertise, 'cluster.advertise', d.advertise),
+    routing: oneOf(cluster.routing, 'cluster.routing', Object.values(RoutingModes), d.routing),
+    leaseTtlSeconds: integer(cluster.leaseTtlSeconds, 'cluster.leaseTtlSeconds', 2, 300, d.leaseTtlSeconds),
+    prefix,
   }
 }
 
