@@ -30,6 +30,19 @@ export interface ServerContext {
   readonly metrics: SpoolMetrics
   /** The gRPC listener (`grpc.port`) to add services to; null when it is off. Binds after the extensions. */
   readonly grpc: GrpcServer | null
+  /** Adds a named check to `/readyz` (the node is ready when every check is true). */
+  addReadinessCheck(name: string, check: () => boolean): void
+  /** Runs once every listener is bound, with the real ports (e.g. to announce them to a cluster). */
+  onListening(listener: (ports: BoundPorts) => Promise<void>): void
+  /** Runs first when the node stops, before any listener closes (e.g. to end long-lived streams). */
+  onStopping(listener: () => void): void
+}
+
+export interface BoundPorts {
+  readonly mqttPort: number
+  readonly wsPort: number | null
+  readonly httpPort: number
+  readonly grpcPort: number | null
 }
 
 /**
@@ -72,9 +85,16 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
   await mkdir(dataDir, { recursive: true })
 
   const state = { storageOpen: false, listening: false }
+  const extraChecks = new Map<string, () => boolean>()
+  const listeningHooks: Array<(ports: BoundPorts) => Promise<void>> = []
+  const stoppingHooks: Array<() => void> = []
   const http = createOpsHttpServer({
     logger,
-    readiness: () => ({ listeners: state.listening, storage: state.storageOpen }),
+    readiness: () => {
+      const checks: Record<string, boolean> = { listeners: state.listening, storage: state.storageOpen }
+      for (const [name, check] of extraChecks) checks[name] = check()
+      return checks
+    },
   })
   const metrics = new SpoolMetrics({ maxQueueLabels: config.metrics.maxQueueLabels })
   http.route('GET', '/metrics', async () => ({
@@ -92,6 +112,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
   const grpc = config.grpc.port === null ? null : createGrpcServer()
   const stop = async (): Promise<void> => {
     state.listening = false
+    for (const hook of stoppingHooks) hook()
     // gRPC first: running admin calls finish (bounded) before the queue core they use closes.
     if (grpc !== null) await closeGrpc(grpc)
     if (broker !== null) await broker.close()
@@ -127,6 +148,9 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       http,
       metrics,
       grpc,
+      addReadinessCheck: (name, check) => extraChecks.set(name, check),
+      onListening: (listener) => listeningHooks.push(listener),
+      onStopping: (listener) => stoppingHooks.push(listener),
     }
     // Authentication and ACLs before any extension: hooks run in the order they were added, and the
     // queue publish hook stores the message, so a denied publish must be refused before it runs.
@@ -143,6 +167,7 @@ export async function startServer(config: SpoolConfig, options: StartOptions = {
       logger.info({ listener: 'grpc', host: config.mqtt.host, port: grpcPort }, 'listening')
     }
     const ports = await broker.listen()
+    for (const hook of listeningHooks) await hook({ ...ports, httpPort, grpcPort })
     state.listening = true
     logger.info(
       { dataDir, mqttPort: ports.mqttPort, wsPort: ports.wsPort, httpPort, grpcPort },

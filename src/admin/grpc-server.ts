@@ -234,7 +234,19 @@ export function attachAdminGrpcService(
         }),
       true,
     ),
-    GetCluster: unary('GetCluster', () => service.cluster(), false),
+    GetCluster: unary(
+      'GetCluster',
+      () => {
+        const view = service.cluster()
+        // proto3 strings have no null: an unowned partition has an empty owner.
+        const queues = view.queues?.map(({ name, owners }) => ({
+          name,
+          owners: owners.map(({ partition, owner }) => ({ partition, owner: owner ?? '' })),
+        }))
+        return { ...view, queues: queues ?? [] }
+      },
+      false,
+    ),
   }
   server.addService(loadAdminServiceDefinition().service, implementation)
 }

@@ -79,9 +79,31 @@ export interface DeadLetterView extends MessageView {
   }
 }
 
+/** The cluster as the answering node sees it (a single node: itself, owning everything). */
 export interface ClusterView {
-  readonly mode: 'single'
-  readonly nodes: Array<{ readonly id: string; readonly self: boolean }>
+  readonly mode: 'single' | 'cluster'
+  /** `proxy` or `direct` (cluster only). */
+  readonly routing?: string
+  /** False while this node cannot reach etcd (it then serves no partition). */
+  readonly healthy?: boolean
+  readonly nodes: ReadonlyArray<{
+    readonly id: string
+    readonly self: boolean
+    /** Up (holds a live lease); cluster only. */
+    readonly alive?: boolean
+    /** `host:port` of its MQTT and gRPC listeners; cluster only. */
+    readonly mqtt?: string
+    readonly grpc?: string
+    /** Partitions it owns; cluster only. */
+    readonly partitions?: number
+  }>
+  /** Owner of every partition of every queue; cluster only. */
+  readonly queues?: ReadonlyArray<{
+    readonly name: string
+    readonly owners: ReadonlyArray<{ readonly partition: number; readonly owner: string | null }>
+  }>
+  /** Messages this node holds for partitions it could not hand to their owner yet. */
+  readonly forwardBuffer?: number
 }
 
 export const PEEK_DEFAULT_LIMIT = 10
@@ -215,6 +237,8 @@ export class AdminService {
   constructor(
     private readonly core: AdminQueueCore,
     private readonly nodeId: string,
+    /** The cluster's view, when the node is a cluster member. */
+    private readonly clusterView?: () => ClusterView,
   ) {}
 
   listQueues(): QueueView[] {
@@ -314,8 +338,8 @@ export class AdminService {
   }
 
   cluster(): ClusterView {
-    // Single node until the cluster lands (issue 4): it owns every partition of every queue.
-    return { mode: 'single', nodes: [{ id: this.nodeId, self: true }] }
+    // A single node owns every partition of every queue.
+    return this.clusterView?.() ?? { mode: 'single', nodes: [{ id: this.nodeId, self: true }] }
   }
 
   private view(stats: QueueStats, deadLetters: QueueStats | undefined): QueueView {

@@ -172,10 +172,20 @@ const COMMANDS: Record<string, Command> = {
     async run(client) {
       const result = await client.cluster()
       const table = formatTable(
-        ['NODE', 'SELF'],
-        result.nodes.map((node) => [node.id, node.self ? 'yes' : 'no']),
+        ['NODE', 'SELF', 'ALIVE', 'MQTT', 'PARTITIONS'],
+        result.nodes.map((node) => [
+          node.id,
+          node.self ? 'yes' : 'no',
+          node.alive === false ? 'no' : 'yes',
+          node.mqtt ?? '-',
+          String(node.partitions ?? '-'),
+        ]),
       )
-      return { json: result, text: `mode: ${result.mode}\n\n${table}` }
+      const header =
+        result.mode === 'single'
+          ? 'mode: single'
+          : `mode: cluster, routing: ${result.routing}, etcd: ${result.healthy === true ? 'ok' : 'UNREACHABLE'}, forward buffer: ${result.forwardBuffer ?? 0}`
+      return { json: result, text: `${header}\n\n${table}` }
     },
   },
 }

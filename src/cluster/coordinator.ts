@@ -36,7 +36,7 @@ export interface NodeAddresses {
 export interface CoordinatorOptions {
   readonly endpoints: readonly string[]
   readonly prefix: string
-  readonly self: NodeAddresses
+  readonly nodeId: string
   readonly leaseTtlSeconds: number
   readonly logger: Logger
 }
@@ -63,10 +63,12 @@ export class EtcdCoordinator extends EventEmitter {
   private healthy = false
   private healthTimer: NodeJS.Timeout | undefined
   private stopped = false
+  private self: NodeAddresses | undefined
+  private left = false
 
   constructor(private readonly options: CoordinatorOptions) {
     super()
-    this.nodeId = options.self.nodeId
+    this.nodeId = options.nodeId
     this.prefix = `${options.prefix}/`
     this.client = new Etcd3({
       hosts: [...options.endpoints],
@@ -95,8 +97,9 @@ export class EtcdCoordinator extends EventEmitter {
   }
 
   /** Registers this node (member + alive under a new lease), loads the cluster state and watches it. */
-  async start(): Promise<void> {
-    await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(this.options.self))
+  async start(self: NodeAddresses): Promise<void> {
+    this.self = self
+    await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(self))
     await this.grantLease()
     await this.resync()
     this.watcher = await this.client.watch().prefix(this.prefix).create()
@@ -115,6 +118,7 @@ export class EtcdCoordinator extends EventEmitter {
 
   /** Graceful leave, step one: no longer a member, so every node computes owners without this one. */
   async leave(): Promise<void> {
+    this.left = true
     await this.client.delete().key(this.key('members', this.nodeId))
   }
 
@@ -227,7 +231,7 @@ export class EtcdCoordinator extends EventEmitter {
       this.options.logger.warn({ err: err.message }, 'etcd lease lost; registering again')
       void this.regrant()
     })
-    await lease.put(this.key('alive', this.nodeId)).value(JSON.stringify(this.options.self))
+    await lease.put(this.key('alive', this.nodeId)).value(JSON.stringify(this.self))
     this.lastKeepAliveMs = Date.now()
   }
 
@@ -237,8 +241,9 @@ export class EtcdCoordinator extends EventEmitter {
     while (!this.stopped) {
       try {
         await this.grantLease()
-        // The member key may have been written by a node that thought us gone: make sure it is there.
-        await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(this.options.self))
+        // The member key may have been removed meanwhile (by an operator): make sure it is there.
+        if (!this.left)
+          await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(this.self))
         this.options.logger.info('etcd lease granted again')
         this.checkHealth()
         this.emit('change')

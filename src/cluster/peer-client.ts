@@ -63,6 +63,7 @@ export interface PeerClientOptions {
 
 export class PeerClient {
   readonly peerId: string
+  readonly address: string
   private readonly stub: ClusterStub
   private stream: grpc.ClientDuplexStream<WireConsumerEvent, WireRemoteDelivery> | undefined
   private streamRetryMs = 100
@@ -71,6 +72,7 @@ export class PeerClient {
 
   constructor(private readonly options: PeerClientOptions) {
     this.peerId = options.peerId
+    this.address = options.address
     serviceConstructor ??= loadClusterServiceDefinition()
     this.stub = new serviceConstructor(options.address, grpc.credentials.createInsecure(), {
       'grpc.keepalive_time_ms': 10_000,
@@ -153,6 +155,7 @@ export class PeerClient {
     const broken = (reason: string) => {
       if (this.stream !== stream) return
       this.stream = undefined
+      stream.end()
       if (this.closed) return
       this.options.logger.debug({ peer: this.peerId, reason }, 'consume stream to peer broken; re-opening')
       this.streamTimer = setTimeout(() => this.startConsuming(), this.streamRetryMs)

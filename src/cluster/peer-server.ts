@@ -42,8 +42,19 @@ export interface PeerHandlers {
   importPartition(snapshot: PartitionSnapshot, batches: AsyncIterable<QueueMessage[]>): Promise<number>
 }
 
-export function attachClusterService(server: grpc.Server, handlers: PeerHandlers, logger: Logger): void {
+/** Ends every open Consume stream (at shutdown: a graceful server stop would wait for them). */
+export interface ClusterServiceHandle {
+  endStreams(): void
+}
+
+export function attachClusterService(
+  server: grpc.Server,
+  handlers: PeerHandlers,
+  logger: Logger,
+): ClusterServiceHandle {
   const service = loadClusterServiceDefinition().service
+  /** Open Consume streams, each with its clean-up. */
+  const streams = new Map<grpc.ServerDuplexStream<WireConsumerEvent, WireRemoteDelivery>, () => void>()
   server.addService(service, {
     Publish(call: grpc.ServerUnaryCall<WirePublishRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
       const request = call.request
@@ -75,9 +86,11 @@ export function attachClusterService(server: grpc.Server, handlers: PeerHandlers
       let stream: RemoteConsumerStream | undefined
       let fromNode = '?'
       const end = () => {
+        streams.delete(call)
         stream?.close()
         stream = undefined
       }
+      streams.set(call, end)
       call.on('data', (event: WireConsumerEvent) => {
         switch (event.event) {
           case 'hello':
@@ -126,6 +139,14 @@ export function attachClusterService(server: grpc.Server, handlers: PeerHandlers
       )
     },
   })
+  return {
+    endStreams() {
+      for (const [call, end] of [...streams]) {
+        end()
+        call.end()
+      }
+    },
+  }
 }
 
 /** A partition stream is its header, then message batches in seq order. */

@@ -138,8 +138,12 @@ export type DeadLetterReason = (typeof DeadLetterReasons)[keyof typeof DeadLette
 
 /** What the core does; the adapter holds one of these. */
 export interface QueueService {
-  /** Resolves once the message is durably written (group-committed); rejects with a QueueError. */
-  publish(input: PublishInput): Promise<QueueMessage>
+  /**
+   * Resolves once the message is durably written (group-committed); rejects with a QueueError.
+   * Resolves with the stored message, or undefined when a cluster node durably accepted it for a
+   * partition another node stores (forwarded, or buffered until its owner takes it).
+   */
+  publish(input: PublishInput): Promise<QueueMessage | undefined>
   /**
    * Adds the consumer to `group` of `queue` (creating queue and group on first use). With
    * `persistentSession`, the membership is stored so that {@link resumeSession} can restore it.
