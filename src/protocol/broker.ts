@@ -73,6 +73,31 @@ async function listenOn(server: NetServer | HttpServer, port: number, host: stri
   return portOf(server)
 }
 
+/**
+ * Writes made to `socket` in one tick leave in one `writev` at the end of the tick, instead of one
+ * syscall each. mqtt-packet already corks the pieces of one packet, but the queue adapter writes each
+ * delivery with its own `write()`, and a group commit releases many deliveries and PUBACKs at once:
+ * batching them cut the broker's CPU spent in socket writes (the largest native cost in its profile).
+ * A write still returns false when the buffered bytes pass the high-water mark, so back-pressure
+ * (aedes waits for 'drain') is unchanged.
+ */
+function corkPerTick(socket: Socket): void {
+  const write = socket.write.bind(socket)
+  let corked = false
+  const uncork = (): void => {
+    corked = false
+    socket.uncork()
+  }
+  socket.write = ((...args: Parameters<Socket['write']>): boolean => {
+    if (!corked && !socket.destroyed) {
+      corked = true
+      socket.cork()
+      process.nextTick(uncork)
+    }
+    return write(...args)
+  }) as Socket['write']
+}
+
 function closeServer(server: NetServer | HttpServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()))
 }
@@ -138,6 +163,7 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
   const tcp = createNetServer((socket: Socket) => {
     // Nagle's algorithm holds small MQTT packets back; measured 3.7x throughput without it.
     socket.setNoDelay(true)
+    corkPerTick(socket)
     track(socket)
     aedes.handle(socket)
   })
