@@ -287,6 +287,19 @@ export function httpJson(port: number, method: string, path: string): Promise<un
   })
 }
 
+export function httpText(port: number, path: string): Promise<string> {
+  return httpRequest(port, 'GET', path).then((response) => {
+    if (response.status !== 200) throw new Error(`GET ${path}: ${response.status}`)
+    return response.body
+  })
+}
+
+/** One unlabelled sample of a Prometheus text exposition, or NaN. */
+export function metricValue(exposition: string, name: string): number {
+  const match = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(exposition)
+  return match === null ? NaN : Number(match[1])
+}
+
 function httpRequest(port: number, method: string, path: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request({ host: LOOPBACK, port, method, path, timeout: 5_000 }, (res) => {

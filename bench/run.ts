@@ -29,8 +29,10 @@ import {
   directoryBytes,
   machineCpu,
   httpJson,
+  httpText,
   median,
   memoryOf,
+  metricValue,
   mosquittoInstalled,
   MOSQUITTO_BIN,
   quantile,
@@ -343,14 +345,16 @@ async function throughputScenarios(
         `${ld('spool')} | ${ld('aedes')} | ${ld('mosquitto')} |`,
     )
     log(rows.at(-1)!)
-    const cpu = (name: BrokerName) => {
-      const list = outcomes.get(name) ?? []
-      if (list.length === 0) return 'n/a | n/a'
-      const cores = median(list.map((o) => o.brokerCores))
-      const idle = median(list.map((o) => o.machineIdle))
-      return `${Number.isFinite(cores) ? Math.round(cores * 100) : 'n/a'} | ${Number.isFinite(idle) ? Math.round(idle * 100) : 'n/a'}`
-    }
-    cpuRows.push(`| ${scenario.title} | ${cpu('spool')} | ${cpu('aedes')} | ${cpu('mosquitto')} |`)
+    const list = (name: BrokerName) => (outcomes.get(name) ?? []).filter((o) => o.result !== null)
+    // Broker CPU per completed message, in microseconds: less sensitive than msg/s to other load.
+    const perMessage = (name: BrokerName) =>
+      fmt(median(list(name).map((o) => (o.brokerCores * o.result!.seconds * 1e6) / scenario.messages)))
+    const cores = (name: BrokerName) => fmt(median(list(name).map((o) => o.brokerCores * 100)))
+    const idle = (name: BrokerName) => fmt(median(list(name).map((o) => o.machineIdle * 100)))
+    cpuRows.push(
+      `| ${scenario.title} | ${perMessage('spool')} | ${perMessage('aedes')} | ${perMessage('mosquitto')} | ` +
+        `${cores('spool')} | ${cores('aedes')} | ${cores('mosquitto')} | ${idle('spool')}/${idle('aedes')}/${idle('mosquitto')} |`,
+    )
   }
   out.push(
     '### Throughput (msg/s, median of rounds)',
@@ -359,10 +363,13 @@ async function throughputScenarios(
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
-    '### CPU while the load ran (median of rounds): broker process in % of one core, machine idle in % of all cores',
+    '### Broker CPU while the load ran (median of rounds)',
     '',
-    '| scenario | Spool % | idle % | aedes % | idle % | mosquitto % | idle % |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: |',
+    'CPU µs per message: broker CPU time / messages. Core %: broker CPU time / wall time (100 = one core;',
+    "Spool's LevelDB threads count too). Idle: share of the whole machine's CPU left idle during the run.",
+    '',
+    '| scenario | Spool µs/msg | aedes µs/msg | mosquitto µs/msg | Spool core % | aedes core % | mosquitto core % | machine idle % S/a/m |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...cpuRows,
     '',
   )
@@ -457,6 +464,7 @@ async function depthScenario(pool: LoadPool, configFile: string, out: string[]):
       const afterEnqueue = await memoryOf(spool.pid)
       await sleep(5000)
       const settled = await memoryOf(spool.pid)
+      const heap = await heapOf(spool.httpPort!)
       const queue = (await httpJson(spool.httpPort!, 'GET', '/api/v1/queues/bench%2Fdepth')) as {
         depth: number
       }
@@ -464,6 +472,7 @@ async function depthScenario(pool: LoadPool, configFile: string, out: string[]):
         `| messages enqueued (256 B, 8 publishers) | ${enqueue.published} in ${enqueue.seconds.toFixed(1)} s (${fmt(enqueue.msgsPerSec)} msg/s), queue depth ${queue.depth}, lost ${enqueue.lost + Math.max(0, enqueue.published - queue.depth)} |`,
         `| RSS idle before enqueue | ${mib(idle.rss)} MiB |`,
         `| RSS right after enqueue / 5 s later / peak | ${mib(afterEnqueue.rss)} / ${mib(settled.rss)} / ${mib(settled.peak)} MiB |`,
+        `| of which V8 heap used / heap total / external (5 s later) | ${heap} |`,
       )
     } finally {
       await spool.stop()
@@ -476,10 +485,11 @@ async function depthScenario(pool: LoadPool, configFile: string, out: string[]):
     try {
       const deliveredMs = (await firstDelivery(broker.port)) - spawnedAt
       const afterRestart = await memoryOf(broker.pid)
+      const heap = await heapOf(broker.httpPort!)
       rows.push(
         `| restart: spawn to /readyz 200 | ${(readyMs / 1000).toFixed(2)} s |`,
         `| restart: spawn to first delivery | ${(deliveredMs / 1000).toFixed(2)} s |`,
-        `| RSS after restart and first delivery | ${mib(afterRestart.rss)} MiB |`,
+        `| RSS after restart and first delivery | ${mib(afterRestart.rss)} MiB (V8 heap used / total / external ${heap}) |`,
       )
     } finally {
       await broker.stop()
@@ -488,6 +498,13 @@ async function depthScenario(pool: LoadPool, configFile: string, out: string[]):
     await rm(dataDir, { recursive: true, force: true })
   }
   out.push(`### ${DEPTH} queued messages (Spool)`, '', '| figure | value |', '| --- | --- |', ...rows, '')
+}
+
+/** V8 heap used / total / external memory in MiB, from Spool's /metrics. */
+async function heapOf(httpPort: number): Promise<string> {
+  const text = await httpText(httpPort, '/metrics')
+  const value = (name: string) => mib(metricValue(text, name))
+  return `${value('spool_nodejs_heap_size_used_bytes')} / ${value('spool_nodejs_heap_size_total_bytes')} / ${value('spool_nodejs_external_memory_bytes')} MiB`
 }
 
 /** Connects a consumer and waits for one delivery; returns `performance.now()` at the delivery. */
