@@ -8,9 +8,9 @@
  * Environment (all optional):
  *   BENCH_ONLY             comma-separated groups or scenario ids: enqueue, ack, payload, latency, depth
  *   BENCH_ROUNDS           rounds per scenario (3)
- *   BENCH_MESSAGES         messages per throughput run (20000)
- *   BENCH_MESSAGES_64K     messages per 64 KiB run (2000)
- *   BENCH_LATENCY_SECONDS  length of each latency run (5)
+ *   BENCH_MESSAGES         messages per throughput run (100000)
+ *   BENCH_MESSAGES_64K     messages per 64 KiB run (5000)
+ *   BENCH_LATENCY_SECONDS  length of each latency run (10)
  *   BENCH_DEPTH            messages of the queue-depth scenario (1000000)
  *   BENCH_PROCS            load processes (4)
  *   BENCH_ACK_PUBLISHERS   publishers in the publish->ack, payload and latency scenarios (2)
@@ -54,9 +54,9 @@ const env = (name: string, fallback: number): number => {
 }
 
 const ROUNDS = env('BENCH_ROUNDS', 3)
-const MESSAGES = env('BENCH_MESSAGES', 20_000)
-const MESSAGES_64K = env('BENCH_MESSAGES_64K', 2_000)
-const LATENCY_SECONDS = env('BENCH_LATENCY_SECONDS', 5)
+const MESSAGES = env('BENCH_MESSAGES', 100_000)
+const MESSAGES_64K = env('BENCH_MESSAGES_64K', 5_000)
+const LATENCY_SECONDS = env('BENCH_LATENCY_SECONDS', 10)
 const DEPTH = env('BENCH_DEPTH', 1_000_000)
 const PROCS = Math.max(1, env('BENCH_PROCS', 4))
 const ACK_PUBLISHERS = Math.max(1, env('BENCH_ACK_PUBLISHERS', 2))
@@ -246,9 +246,19 @@ async function checkSpoolQueue(
     result.lost += Math.max(0, result.published - queue.depth)
     result.duplicates += Math.max(0, queue.depth - result.published)
   }
-  await httpJson(broker.httpPort!, 'DELETE', path).catch((error: Error) =>
-    log(`  could not delete ${path}: ${error.message}`),
-  )
+  // The broker may still count the consumers that just disconnected as online: retry for a while.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await httpJson(broker.httpPort!, 'DELETE', path)
+      return
+    } catch (error) {
+      if (attempt === 20) {
+        log(`  could not delete ${path}: ${error instanceof Error ? error.message : String(error)}`)
+        return
+      }
+      await sleep(100)
+    }
+  }
 }
 
 // ---- formatting ----
@@ -546,7 +556,11 @@ function machineLines(): string[] {
       mosquittoVersion = stdout.split('\n')[0] ?? 'unknown'
     }
   }
+  const settings = Object.entries(process.env)
+    .filter(([name]) => name.startsWith('BENCH_'))
+    .map(([name, value]) => `${name}=${value}`)
   return [
+    `- \`${[...settings, 'npm run bench'].join(' ')}\``,
     `- ${new Date().toISOString()}, commit ${commit}, Node ${process.version}, ${cpu.length} x ${cpu[0]?.model ?? 'cpu'}`,
     `- ${mosquittoVersion}; aedes 2.0.0-beta.1; mqtt.js 5 clients in ${PROCS} load processes`,
     `- ${ROUNDS} rounds; ${MESSAGES} messages per run (64 KiB: ${MESSAGES_64K}); window ${WINDOW}; ${ACK_PUBLISHERS} publishers in publish->ack runs`,
