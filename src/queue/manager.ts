@@ -163,7 +163,12 @@ export class QueueManager implements QueueService, DeliveryHost {
     const queue = this.checkedPublish(input, refuse)
     const settings = queue.settings
     const partition = input.partition ?? queue.partitionFor(input.partitionKey)
-    if (partition >= queue.logs.length || !queue.isServed(partition)) {
+    if (
+      !Number.isSafeInteger(partition) ||
+      partition < 0 ||
+      partition >= queue.logs.length ||
+      !queue.isServed(partition)
+    ) {
       refuse(
         QueueErrorCodes.partitionNotServed,
         `partition ${partition} of queue ${queue.name} is not served by this node`,
@@ -251,8 +256,10 @@ export class QueueManager implements QueueService, DeliveryHost {
     }
     const snapshots = new Map<string, SnapshotSource>()
     // A new group starts at the oldest stored message of each partition, and exists durably from now.
+    // Only served partitions: one this node does not serve may hold progress imported from another
+    // node, which its acquire reads back; there the group starts when the partition is acquired.
     if (created)
-      for (const log of queue.logs)
+      for (const log of queue.servedLogs())
         this.addProgressSnapshot(snapshots, group.progressFor(log.partition, log.firstSeq - 1))
     queue.wakeAll()
     if (ops.length > 0 || snapshots.size > 0) await this.commits.commit(ops, snapshots, false)
@@ -440,6 +447,7 @@ export class QueueManager implements QueueService, DeliveryHost {
   async acquirePartition(queueName: string, partition: number): Promise<void> {
     this.assertOpen()
     this.assertQueueName(queueName)
+    assertPartitionNumber(partition)
     const queue = this.queueNamed(queueName)
     queue.ensurePartitions(partition + 1)
     if (queue.isServed(partition)) return
@@ -525,6 +533,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     const { queue: queueName, partition } = snapshot.meta
     this.assertOpen()
     this.assertQueueName(queueName)
+    assertPartitionNumber(partition)
     const queue = this.queueNamed(queueName)
     queue.ensurePartitions(partition + 1)
     this.releasedPartitionOf(queueName, partition)
@@ -1223,6 +1232,15 @@ export class QueueManager implements QueueService, DeliveryHost {
 
   private logWriteFailure(error: unknown, queue: string): void {
     this.logger.error({ err: error, queue }, 'queue state write failed')
+  }
+}
+
+/** Partition numbers a message id can carry (`<partition>-<seq>`, at most 6 digits). */
+const MAX_PARTITIONS = 1_000_000
+
+function assertPartitionNumber(partition: number): void {
+  if (!Number.isSafeInteger(partition) || partition < 0 || partition >= MAX_PARTITIONS) {
+    throw new QueueError(QueueErrorCodes.invalidSettings, `partition ${partition} is not a partition number`)
   }
 }
 

@@ -409,43 +409,34 @@ test('importPartition refuses while served and refuses messages of another parti
   assert.equal(consumer.deliveries.length, 1)
 })
 
-test(
-  'a group first seen on the new owner between import and acquire keeps the imported progress',
-  {
-    todo:
-      'BUG in QueueManager.subscribe: a group created while a partition is not served writes progress for that ' +
-      'partition from the stale in-memory log (ackFloor 0 here), overwriting what importPartition stored; ' +
-      'acquirePartition then loads it, so messages acked on the old owner come again with delivery-count 1',
-  },
-  async (t) => {
-    const declared = { late: { partitions: 1 } }
-    const { manager: a } = await clusterManager(t, declared)
-    const { manager: b } = await clusterManager(t, declared)
-    await a.acquirePartition('late', 0)
-    const early = new FakeConsumer('early')
-    const slow = new FakeConsumer('slow')
-    await a.subscribe(early, 'late', 'early')
-    await a.subscribe(slow, 'late', 'slow') // never acks: keeps every message stored
-    for (const n of range(1, 5))
-      await a.publish({ queue: 'late', payload: payload(`m${n}`), properties: {}, partition: 0 })
-    for (let acked = 0; acked < 3; acked++) {
-      await until(() => early.deliveries.length === acked + 1, 2000, `delivery ${acked + 1}`)
-      await ack(a, early, early.deliveries[acked]!)
-    }
-    await until(() => early.deliveries.length === 4, 2000, 'the 4th, left in flight')
-    a.releasePartition('late', 0)
-    const snapshot = await a.partitionSnapshot('late', 0)
-    await b.importPartition(snapshot, streamPartition(a, snapshot, 100))
-    // The group's consumers connect to B only now, before B acquires the partition.
-    const earlyB = new FakeConsumer('early-b')
-    await b.subscribe(earlyB, 'late', 'early')
-    await b.acquirePartition('late', 0)
-    await until(() => earlyB.deliveries.length >= 1, 2000, 'a delivery on B')
-    await turns()
-    assert.deepEqual(
-      earlyB.deliveries.map((d) => [d.message.seq, d.deliveryCount]),
-      [[4, 2]],
-      'expected only the in-flight message 4 again (count 2); 1..3 were acked on A',
-    )
-  },
-)
+test('a group first seen on the new owner between import and acquire keeps the imported progress', async (t) => {
+  const declared = { late: { partitions: 1 } }
+  const { manager: a } = await clusterManager(t, declared)
+  const { manager: b } = await clusterManager(t, declared)
+  await a.acquirePartition('late', 0)
+  const early = new FakeConsumer('early')
+  const slow = new FakeConsumer('slow')
+  await a.subscribe(early, 'late', 'early')
+  await a.subscribe(slow, 'late', 'slow') // never acks: keeps every message stored
+  for (const n of range(1, 5))
+    await a.publish({ queue: 'late', payload: payload(`m${n}`), properties: {}, partition: 0 })
+  for (let acked = 0; acked < 3; acked++) {
+    await until(() => early.deliveries.length === acked + 1, 2000, `delivery ${acked + 1}`)
+    await ack(a, early, early.deliveries[acked]!)
+  }
+  await until(() => early.deliveries.length === 4, 2000, 'the 4th, left in flight')
+  a.releasePartition('late', 0)
+  const snapshot = await a.partitionSnapshot('late', 0)
+  await b.importPartition(snapshot, streamPartition(a, snapshot, 100))
+  // The group's consumers connect to B only now, before B acquires the partition.
+  const earlyB = new FakeConsumer('early-b')
+  await b.subscribe(earlyB, 'late', 'early')
+  await b.acquirePartition('late', 0)
+  await until(() => earlyB.deliveries.length >= 1, 2000, 'a delivery on B')
+  await turns()
+  assert.deepEqual(
+    earlyB.deliveries.map((d) => [d.message.seq, d.deliveryCount]),
+    [[4, 2]],
+    'expected only the in-flight message 4 again (count 2); 1..3 were acked on A',
+  )
+})
