@@ -101,8 +101,13 @@ export class EtcdCoordinator extends EventEmitter {
     this.self = self
     await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(self))
     await this.grantLease()
-    await this.resync()
-    this.watcher = await this.client.watch().prefix(this.prefix).create()
+    // The watch starts right after the state read, so no change falls between the two.
+    const revision = await this.resync()
+    this.watcher = await this.client
+      .watch()
+      .prefix(this.prefix)
+      .startRevision(String(revision + 1))
+      .create()
     this.watcher.on('put', (kv) => this.apply(kv.key.toString(), kv.value.toString()))
     this.watcher.on('delete', (kv) => this.apply(kv.key.toString(), undefined))
     this.watcher.on('connected', () => {
@@ -269,14 +274,16 @@ export class EtcdCoordinator extends EventEmitter {
     this.emit('health', healthy)
   }
 
-  private async resync(): Promise<void> {
-    const all = await this.client.getAll().prefix(this.prefix).strings()
+  /** Reads the whole state again; returns the etcd revision it was read at. */
+  private async resync(): Promise<number> {
+    const response = await this.client.getAll().prefix(this.prefix).exec()
     this.members.clear()
     this.alive.clear()
     this.queues.clear()
     this.owners.clear()
-    for (const [key, value] of Object.entries(all)) this.apply(key, value, false)
+    for (const kv of response.kvs) this.apply(kv.key.toString(), kv.value.toString(), false)
     this.emit('change')
+    return Number(response.header.revision)
   }
 
   private apply(fullKey: string, value: string | undefined, notify = true): void {

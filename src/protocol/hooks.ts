@@ -16,7 +16,8 @@
  * Rules: hooks run in array order. A publish/subscribe hook refuses by throwing (or rejecting); the
  * error message is sent to v5 clients as the Reason String, so keep it generic. Returning nothing
  * (synchronously) keeps the fast path free of promises. A subscribe hook may return a replacement
- * subscription or `null` to negate it. A forward hook is synchronous and returns the packet to send
+ * subscription, `null` to negate it, or a copy with `refused: { reasonCode, reasonString }` to negate it
+ * with a specific SUBACK reason code and Reason String (aedes patch 032). A forward hook is synchronous and returns the packet to send
  * (possibly a modified copy) or `null` to drop it for that client.
  */
 import type { AedesPublishPacket, Client, PublishPacket, Subscription } from 'aedes'

@@ -51,6 +51,8 @@ export interface QueueAdapter {
 
 /** aedes' subscription object, with the SUBSCRIBE's User Properties that patch 021 attaches. */
 type SubscriptionWithProperties = Subscription & { userProperties?: UserProperties }
+/** A subscription an authorizeSubscribe hook refuses with a reason (aedes patch 032). */
+type RefusedSubscription = Subscription & { refused: { reasonCode: number; reasonString: string } }
 
 /** aedes' routing methods as they are really called (lib/handlers, aedes.js), not as typed. */
 interface RoutingBroker {
@@ -330,13 +332,14 @@ class MqttQueueAdapter implements QueueAdapter {
    * `SUBSCRIBE $queue/<name>` joins consumer group `consumer-group` (a SUBSCRIBE user property, which
    * aedes' patch 021 copies onto each subscription because authorizeSubscribe only sees subscriptions)
    * or, without it, the client id up to its first `-`. Joining happens before the SUBACK, so a failure
-   * refuses the subscription (aedes answers 0x87 for v5, 0x80 for 3.1.1) and the connection stays up.
+   * refuses the subscription and the connection stays up: aedes (patch 032) answers v5 clients with
+   * the reason code mapped from the core's error and its message as Reason String, 3.1.1 with 0x80.
    * The core may start delivering before the SUBACK, which MQTT 5 §3.8.4 allows.
    */
   async #authorizeSubscribe(
     client: Client,
     sub: SubscriptionWithProperties,
-  ): Promise<Subscription | null | void> {
+  ): Promise<Subscription | RefusedSubscription | null | void> {
     if (this.#closed || !isQueueTopic(sub.topic)) return
     // aedes re-subscribes a restored session before CONNACK (connect.js restoreSubs); those
     // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
@@ -366,7 +369,8 @@ class MqttQueueAdapter implements QueueAdapter {
         },
         'queue subscription refused',
       )
-      return null
+      const reasonString = err instanceof Error ? err.message : String(err)
+      return { ...sub, refused: { reasonCode: subscribeReasonCode(err), reasonString } }
     }
   }
 
