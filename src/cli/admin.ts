@@ -171,6 +171,13 @@ const COMMANDS: Record<string, Command> = {
     flags: [],
     async run(client) {
       const result = await client.cluster()
+      if (result.mode === 'single') {
+        const table = formatTable(
+          ['NODE', 'SELF'],
+          result.nodes.map((node) => [node.id, node.self ? 'yes' : 'no']),
+        )
+        return { json: result, text: `mode: single\n\n${table}` }
+      }
       const table = formatTable(
         ['NODE', 'SELF', 'ALIVE', 'MQTT', 'PARTITIONS'],
         result.nodes.map((node) => [
@@ -181,10 +188,7 @@ const COMMANDS: Record<string, Command> = {
           String(node.partitions ?? '-'),
         ]),
       )
-      const header =
-        result.mode === 'single'
-          ? 'mode: single'
-          : `mode: cluster, routing: ${result.routing}, etcd: ${result.healthy === true ? 'ok' : 'UNREACHABLE'}, forward buffer: ${result.forwardBuffer ?? 0}`
+      const header = `mode: cluster, routing: ${result.routing}, etcd: ${result.healthy === true ? 'ok' : 'UNREACHABLE'}, forward buffer: ${result.forwardBuffer ?? 0}`
       return { json: result, text: `${header}\n\n${table}` }
     },
   },

@@ -38,6 +38,7 @@ void test('defaults', () => {
     ws: { port: null },
     http: { port: 8080 },
     grpc: { port: null },
+    cluster: { etcd: [], advertise: '127.0.0.1', routing: 'proxy', leaseTtlSeconds: 5, prefix: '/spool' },
     dataDir: './data',
     nodeId: hostname(),
     log: { level: 'info' },

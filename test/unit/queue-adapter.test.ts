@@ -361,12 +361,13 @@ void test('SUBSCRIBE reads consumer-group from its user properties, else the cli
   )
   assert.equal(queues.subscribed[0]?.consumer.receiveMaximum, 65535)
 
-  // A filter with a wildcard is not a queue: refused in the SUBACK, connection up.
+  // A filter with a wildcard is not a queue: 0x8F Topic Filter invalid with the reason, connection up.
   const refused = await a.subscribeAsync('$queue/tasks/#', { qos: 1 }).then(
     () => assert.fail('a wildcard queue filter must be refused'),
-    (err: { packet?: { granted?: number[] } }) => err.packet?.granted,
+    (err: { packet?: { granted?: number[]; properties?: { reasonString?: string } } }) => err.packet,
   )
-  assert.deepEqual(refused, [0x87])
+  assert.deepEqual(refused?.granted, [0x8f])
+  assert.equal(refused?.properties?.reasonString, 'wildcards are not queue names')
   assert.equal(a.connected, true)
 })
 
