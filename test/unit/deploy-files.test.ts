@@ -10,6 +10,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse as parseYaml, parseAllDocuments } from 'yaml'
+import { ADMIN_PROTO_PATH } from '../../src/admin/grpc-server.js'
+import { CLUSTER_PROTO_PATH } from '../../src/cluster/peer-protocol.js'
 import { loadConfig, SOURCE_MAPPINGS, type SpoolConfig } from '../../src/config/index.js'
 import { startTestServer } from '../helpers/server.js'
 
@@ -126,7 +128,22 @@ function listenerPorts(config: SpoolConfig): Map<number, string> {
     [config.http.port, 'http'],
   ])
   if (config.ws.port !== null) ports.set(config.ws.port, 'ws')
+  if (config.grpc.port !== null) ports.set(config.grpc.port, 'grpc')
   return ports
+}
+
+/** `http://host:port` of an etcd endpoint, split. */
+function etcdEndpoint(url: string, where: string): { host: string; port: number } {
+  const parsed = new URL(url)
+  assert.equal(parsed.protocol, 'http:', `${where}: etcd URL ${url}`)
+  return { host: parsed.hostname, port: Number(parsed.port === '' ? 80 : parsed.port) }
+}
+
+/** A cluster member's settings: etcd endpoints, and a gRPC port for the traffic between nodes. */
+function assertClusterMember(config: SpoolConfig, where: string): void {
+  assert.ok(config.cluster.etcd.length > 0, `${where}: a cluster member (--etcd / SPOOL_ETCD)`)
+  assert.ok(config.grpc.port !== null && config.grpc.port > 0, `${where}: a fixed grpc.port`)
+  assert.notEqual(config.cluster.advertise, '127.0.0.1', `${where}: --advertise a name the other nodes reach`)
 }
 
 function assertListenerPort(config: SpoolConfig, port: number, where: string): void {
@@ -277,6 +294,18 @@ function dockerImage(): Image {
     fromBuild.some((a) => a.includes(`/app/${posix.dirname(script)} `)),
     `${file}: runtime stage copies /app/${posix.dirname(script)}`,
   )
+  // gRPC (the admin service, the cluster's traffic) loads its .proto files at run time, from proto/
+  // beside package.json: the runtime stage must have them.
+  const copiesProto = runtime.some((i) => {
+    if (i.op !== 'COPY') return false
+    const parts = i.args.split(/\s+/).filter((p) => !p.startsWith('--'))
+    const sources = parts.slice(0, -1).map((p) => p.replace(/^\/app\//, '').replace(/\/$/, ''))
+    return sources.includes('proto') && /^(\.\/|\/app\/)proto\/?$/.test(parts.at(-1) ?? '')
+  })
+  assert.ok(copiesProto, `${file}: runtime stage copies proto/ (loaded by the gRPC services at run time)`)
+  for (const proto of [ADMIN_PROTO_PATH, CLUSTER_PROTO_PATH]) {
+    assert.ok(proto.split(/[\\/]/)[0] === 'proto' && exists(proto), `${proto} is under proto/`)
+  }
 
   const env: Record<string, string> = {}
   for (const ins of runtime.filter((i) => i.op === 'ENV'))
@@ -391,6 +420,44 @@ function checkCompose(): void {
   const nodeIds = [...spool.values()].map((c) => c.nodeId)
   assert.equal(new Set(nodeIds).size, nodeIds.length, `${file}: distinct node ids`)
   assert.ok('etcd' in services, `${file}: etcd`)
+
+  // One cluster: every node on the compose etcd, reachable by the others at its service name, with
+  // its own data volume and the same prefix and routing.
+  const dataVolumes = new Set<string>()
+  for (const [name, config] of spool) {
+    const where = `${file} services.${name}`
+    const svc = obj(services[name], where)
+    assertClusterMember(config, where)
+    for (const url of config.cluster.etcd) {
+      const { host, port } = etcdEndpoint(url, where)
+      const etcd = obj(services[host], `${where}: etcd host ${host} is a compose service`)
+      const listens = arr(etcd.command, `${file} ${host}.command`)
+        .map((a) => str(a, host))
+        .find((a) => a.startsWith('--listen-client-urls='))
+      assert.ok(
+        listens
+          ?.split('=')[1]
+          ?.split(',')
+          .some((u) => etcdEndpoint(u, host).port === port) === true,
+        `${where}: ${host} listens for clients on ${port}`,
+      )
+      assert.ok(arr(svc.depends_on, where).includes(host), `${where}: depends_on ${host}`)
+    }
+    assert.ok(
+      config.cluster.advertise === name || config.cluster.advertise === svc.hostname,
+      `${where}: --advertise ${config.cluster.advertise} is its service name`,
+    )
+    const data = arr(svc.volumes, where)
+      .map((v) => str(v, where).split(':'))
+      .find(([, target]) => target === config.dataDir)?.[0]
+    assert.ok(data !== undefined && !dataVolumes.has(data), `${where}: its own data volume`)
+    dataVolumes.add(data)
+  }
+  const first = [...spool.values()][0]!
+  for (const config of spool.values()) {
+    assert.equal(config.cluster.prefix, first.cluster.prefix, `${file}: one etcd prefix`)
+    assert.equal(config.cluster.routing, first.cluster.routing, `${file}: one routing mode`)
+  }
 
   // Prometheus: the mounted config scrapes every Spool node on its http port.
   const prometheus = obj(services.prometheus, `${file} prometheus`)
@@ -547,10 +614,13 @@ function checkKubernetes(): void {
 
   // Environment (values and the pod name from the downward API) and mounted config files.
   const env: Record<string, string> = {}
+  // Kubernetes expands $(VAR) in env values and args from the variables defined before (env order).
+  const expand = (text: string) =>
+    text.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (whole, name: string) => env[name] ?? whole)
   for (const e of arr(container.env, `${where} env`)) {
     const name = str(at(e, 'name'), where)
     const value = at(e, 'value')
-    if (value !== undefined) env[name] = str(value, `${where} ${name}`)
+    if (value !== undefined) env[name] = expand(str(value, `${where} ${name}`))
     else {
       assert.equal(
         at(e, 'valueFrom', 'fieldRef', 'fieldPath'),
@@ -587,7 +657,8 @@ function checkKubernetes(): void {
   }
   if (env.SPOOL_CONFIG !== undefined)
     assert.ok(env.SPOOL_CONFIG in files, `${where}: SPOOL_CONFIG is a mounted file`)
-  const args = arr(container.args ?? ['start'], where).map((a) => str(a, where))
+  const args = arr(container.args ?? ['start'], where).map((a) => expand(str(a, where)))
+  for (const a of args) assert.ok(!a.includes('$('), `${where}: args ${a}: $(VAR) of an undefined env var`)
   const config = effectiveConfig({ where, argv: args, env, files })
 
   for (const p of containerPorts(sts))
@@ -639,10 +710,54 @@ function checkKubernetes(): void {
     matches(at(doc, 'spec', 'selector', 'matchLabels'), podLabels),
   )
   assert.ok(pdb !== undefined, `${dir}: a PodDisruptionBudget for Spool`)
+
+  // Several replicas only as one cluster (otherwise the client Service spreads a queue's producers and
+  // consumers over brokers that never exchange messages): etcd is a Service here, each pod advertises
+  // its DNS name through the headless Service, which carries the gRPC port; one pod down at a time.
+  const replicas = Number(at(sts, 'spec', 'replicas') ?? 1)
+  if (replicas > 1 || config.cluster.etcd.length > 0) {
+    assertClusterMember(config, where)
+    for (const url of config.cluster.etcd) {
+      const { host, port } = etcdEndpoint(url, where)
+      // `<service>` or `<pod>.<service>` (namespace-relative DNS names).
+      const etcdService = services.find((s) => host.split('.').slice(0, 2).includes(nameOf(s)))
+      assert.ok(etcdService !== undefined, `${where}: etcd host ${host} is a Service of ${dir}`)
+      const etcdPorts = arr(at(etcdService, 'spec', 'ports'), 'ports').map((p) => Number(at(p, 'port')))
+      assert.ok(etcdPorts.includes(port), `${where}: Service ${nameOf(etcdService)} has port ${port}`)
+      assert.ok(podsOf(at(etcdService, 'spec', 'selector')).length > 0, `${where}: etcd pods`)
+    }
+    assert.equal(
+      config.cluster.advertise,
+      `${env.SPOOL_NODE_ID}.${nameOf(headless)}`,
+      `${where}: --advertise is the pod's DNS name <pod>.<headless Service>`,
+    )
+    assert.equal(env.SPOOL_NODE_ID, `${nameOf(sts)}-0`, `${where}: SPOOL_NODE_ID is the pod name`)
+    const headlessPorts = arr(at(headless, 'spec', 'ports'), 'ports').map((p) =>
+      resolvePort(sts, at(p, 'targetPort') ?? at(p, 'port'), nameOf(headless)),
+    )
+    assert.ok(headlessPorts.includes(config.grpc.port!), `${where}: the headless Service carries gRPC`)
+    assert.ok(
+      containerPorts(sts).some((p) => p.port === config.grpc.port),
+      `${where}: a containerPort for gRPC`,
+    )
+    assert.equal(at(pdb.doc, 'spec', 'maxUnavailable'), 1, `${dir}: PDB maxUnavailable 1`)
+  }
   assert.ok(
     ofKind('StatefulSet').some(({ doc }) => nameOf(doc).includes('etcd')),
     `${dir}: etcd`,
   )
+
+  // A NetworkPolicy selects the Spool pods; its ports and peers resolve to them.
+  for (const { file: f, doc: np } of ofKind('NetworkPolicy')) {
+    assert.ok(matches(at(np, 'spec', 'podSelector', 'matchLabels'), podLabels), `${f}: selects Spool pods`)
+    for (const rule of arr(at(np, 'spec', 'ingress'), f)) {
+      for (const p of arr(at(rule, 'ports'), f)) resolvePort(sts, at(p, 'port'), `${f} ingress port`)
+      for (const peer of arr(at(rule, 'from'), f)) {
+        const selector = at(peer, 'podSelector', 'matchLabels')
+        if (selector !== undefined) assert.ok(podsOf(selector).length > 0, `${f}: from selects pods`)
+      }
+    }
+  }
 
   // The optional ServiceMonitor selects exactly one Spool service and names one of its ports.
   for (const { file: f, doc: sm } of ofKind('ServiceMonitor')) {
