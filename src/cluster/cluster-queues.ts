@@ -36,6 +36,8 @@ import { RemoteConsumers } from './remote-consumers.js'
 const DRAIN_BATCH = 64
 /** Wait before a buffered partition is tried again after its owner failed or refused. */
 const DRAIN_RETRY_MS = 500
+/** Direct routing: how long a SUBSCRIBE to a queue whose partitions are not all owned yet waits. */
+const OWNERSHIP_WAIT_MS = 3_000
 /** Upper bound of rounds in one drain pass (each round sends up to DRAIN_BATCH). */
 const DRAIN_MAX_ROUNDS = 10_000
 
@@ -150,7 +152,7 @@ export class ClusterQueues implements QueueService, PeerHandlers {
   ): Promise<void> {
     if (!isNodeLocal(queue)) {
       await this.registerQueue(queue)
-      if (this.options.routing === 'direct') this.assertOwnsSome(queue)
+      if (this.options.routing === 'direct') await this.assertOwnsSome(queue)
     }
     await this.manager.subscribe(connection, queue, group, options)
     this.joined(connection, queue, group)
@@ -351,7 +353,16 @@ export class ClusterQueues implements QueueService, PeerHandlers {
     this.registered.add(queue)
   }
 
-  private assertOwnsSome(queue: string): void {
+  private async assertOwnsSome(queue: string): Promise<void> {
+    // A queue used for the first time has no owners for a moment: let the claims land first.
+    const deadline = Date.now() + OWNERSHIP_WAIT_MS
+    while (
+      this.coordinator.ownersOf(queue).some(({ owner }) => owner === undefined) &&
+      Date.now() < deadline &&
+      !this.closed
+    ) {
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
     const owners = this.coordinator.ownersOf(queue)
     if (owners.some(({ owner }) => owner === this.nodeId)) return
     const nodes = [...new Set(owners.map(({ owner }) => owner).filter((owner) => owner !== undefined))]
