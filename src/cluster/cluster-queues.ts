@@ -294,29 +294,30 @@ export class ClusterQueues implements QueueService, PeerHandlers {
       let through: number | undefined
       let failed = false
       const now = Date.now()
-      for (const entry of entries) {
+      // Sent together (one batch to a peer), in order; the first failure ends the round, and what
+      // follows it stays buffered (sent again later even if it got through: at least once).
+      const sends = entries.map((entry) => {
         const input = fromBuffered(entry.publish, now)
-        if (input === undefined) {
-          this.logger.info({ queue, partition }, 'buffered message expired before its owner took it')
-          through = entry.seq
+        if (input === undefined) return Promise.resolve('expired' as const)
+        return local ? this.manager.publish(input) : peer!.publish(input, this.nodeId)
+      })
+      const outcomes = await Promise.allSettled(sends)
+      for (const [i, outcome] of outcomes.entries()) {
+        if (outcome.status === 'fulfilled') {
+          if (outcome.value === 'expired')
+            this.logger.info({ queue, partition }, 'buffered message expired before its owner took it')
+          through = entries[i]!.seq
           continue
         }
-        try {
-          if (local) await this.manager.publish(input)
-          else await peer!.publish(input, this.nodeId)
-          through = entry.seq
-        } catch (err) {
-          if (isRetryable(err) || (err instanceof QueueError && err.code === QueueErrorCodes.queueFull)) {
-            failed = true
-            break
-          }
-          // Refused for good (e.g. the owner's limits changed): it can never be stored.
-          this.logger.error(
-            { queue, partition, err: err instanceof Error ? err.message : String(err) },
-            'buffered message refused by the partition owner; dropped',
-          )
-          through = entry.seq
+        const err: unknown = outcome.reason
+        if (isRetryable(err) || (err instanceof QueueError && err.code === QueueErrorCodes.queueFull)) {
+          failed = true
+          break
         }
+        // Refused for good (e.g. the owner's limits changed): it can never be stored there, so it
+        // becomes a dead letter here rather than being lost.
+        await this.deadLetterRefused(entries[i]!.publish, err)
+        through = entries[i]!.seq
       }
       if (through !== undefined) await this.buffer.remove(queue, partition, through)
       if (failed) {
@@ -324,6 +325,28 @@ export class ClusterQueues implements QueueService, PeerHandlers {
         return
       }
     }
+  }
+
+  /** Keeps a buffered message its owner refused for good in this node's `dlq/<queue>`. */
+  private async deadLetterRefused(buffered: BufferedPublish, err: unknown): Promise<void> {
+    const reason = err instanceof Error ? err.message : String(err)
+    await this.manager.publish({
+      queue: DEAD_LETTER_PREFIX + buffered.queue,
+      payload: buffered.payload,
+      properties: {
+        ...buffered.properties,
+        userProperties: [
+          ...(buffered.properties.userProperties ?? []),
+          ['dlq-reason', 'refused-by-owner'],
+          ['dlq-original-queue', buffered.queue],
+          ['reason', reason],
+        ],
+      },
+    })
+    this.logger.error(
+      { queue: buffered.queue, partition: buffered.partition, err: reason },
+      'buffered message refused by the partition owner; kept as a dead letter on this node',
+    )
   }
 
   private retryDrainLater(): void {
@@ -338,12 +361,10 @@ export class ClusterQueues implements QueueService, PeerHandlers {
 
   /** Records the queue in etcd (so every node claims its partitions) the first time it is used here. */
   async registerQueue(queue: string): Promise<void> {
-    if (this.registered.has(queue) || this.coordinator.partitionsOf(queue) !== undefined) {
-      this.registered.add(queue)
-      return
-    }
+    if (this.registered.has(queue)) return
     const local = this.manager.settingsOf(queue).partitions
-    const recorded = await this.coordinator.registerQueue(queue, local)
+    const recorded =
+      this.coordinator.partitionsOf(queue) ?? (await this.coordinator.registerQueue(queue, local))
     if (recorded !== local) {
       this.logger.error(
         { queue, partitions: local, cluster: recorded },

@@ -65,6 +65,7 @@ export class EtcdCoordinator extends EventEmitter {
   private stopped = false
   private self: NodeAddresses | undefined
   private left = false
+  private regranting = false
 
   constructor(private readonly options: CoordinatorOptions) {
     super()
@@ -232,7 +233,8 @@ export class EtcdCoordinator extends EventEmitter {
       this.lastKeepAliveMs = Date.now()
     })
     lease.on('lost', (err) => {
-      if (this.stopped || this.lease !== lease) return
+      // One re-grant loop at a time: a grant that fails inside it also reports its lease lost.
+      if (this.stopped || this.lease !== lease || this.regranting) return
       this.options.logger.warn({ err: err.message }, 'etcd lease lost; registering again')
       void this.regrant()
     })
@@ -242,23 +244,30 @@ export class EtcdCoordinator extends EventEmitter {
 
   /** After a lost lease: a new one as soon as etcd answers (bounded backoff, until stopped). */
   private async regrant(): Promise<void> {
+    this.regranting = true
     let delayMs = 200
+    let attempts = 0
     while (!this.stopped) {
+      attempts++
       try {
         await this.grantLease()
         // The member key may have been removed meanwhile (by an operator): make sure it is there.
         if (!this.left)
           await this.client.put(this.key('members', this.nodeId)).value(JSON.stringify(this.self))
-        this.options.logger.info('etcd lease granted again')
+        this.regranting = false
+        this.options.logger.info({ attempts }, 'etcd lease granted again')
         this.checkHealth()
         this.emit('change')
         return
       } catch (err) {
-        this.options.logger.debug({ err }, 'etcd lease grant failed; retrying')
+        // The failed lease is dead already; stop its timers so nothing of it lingers.
+        this.lease?.release()
+        this.options.logger.debug({ err, attempts }, 'etcd lease grant failed; retrying')
         await new Promise((resolve) => setTimeout(resolve, delayMs))
         delayMs = Math.min(delayMs * 2, 2_000)
       }
     }
+    this.regranting = false
   }
 
   private checkHealth(): void {

@@ -9,6 +9,7 @@ import type { Logger } from '../observability/logger.js'
 import type { PartitionSnapshot } from '../queue/manager.js'
 import type { Delivery, PublishInput, QueueMessage, SettleInput } from '../queue/types.js'
 import {
+  errorOfOutcome,
   fromServiceError,
   loadClusterServiceDefinition,
   messageFromWire,
@@ -20,8 +21,10 @@ import {
   type WireConsumerEvent,
   type WireJoin,
   type WirePartitionChunk,
+  type WireOutcome,
   type WirePublishRequest,
   type WireRemoteDelivery,
+  type WireSettleRequest,
 } from './peer-protocol.js'
 
 const UNARY_DEADLINE_MS = 5_000
@@ -38,8 +41,8 @@ type UnaryCallback<T> = (err: grpc.ServiceError | null, value?: T) => void
 type UnaryMethod<Req, Res> = (request: Req, options: grpc.CallOptions, callback: UnaryCallback<Res>) => void
 
 interface ClusterStub extends grpc.Client {
-  Publish: UnaryMethod<WirePublishRequest, { messageId: string }>
-  Settle: UnaryMethod<ReturnType<typeof settleToWire>, unknown>
+  Publish: UnaryMethod<{ publishes: WirePublishRequest[] }, { outcomes: WireOutcome[] }>
+  Settle: UnaryMethod<{ settles: WireSettleRequest[] }, { outcomes: WireOutcome[] }>
   Consume(options: grpc.CallOptions): grpc.ClientDuplexStream<WireConsumerEvent, WireRemoteDelivery>
   ImportPartition(
     options: grpc.CallOptions,
@@ -48,6 +51,49 @@ interface ClusterStub extends grpc.Client {
 }
 
 let serviceConstructor: grpc.ServiceClientConstructor | undefined
+
+/** Most requests in one batched call. */
+const BATCH_MAX = 256
+
+/**
+ * Publishes (or settles) for one peer made in the same event-loop turn go out as one call, which
+ * costs one gRPC round trip instead of one each; every caller still gets its own outcome. Calls
+ * leave in submission order.
+ */
+class Batcher<Request> {
+  private pending: Array<{ request: Request; resolve: () => void; reject: (err: Error) => void }> = []
+  private scheduled = false
+
+  constructor(private readonly send: (requests: Request[]) => Promise<WireOutcome[]>) {}
+
+  submit(request: Request): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ request, resolve, reject })
+      if (this.scheduled) return
+      this.scheduled = true
+      setImmediate(() => this.flush())
+    })
+  }
+
+  private flush(): void {
+    this.scheduled = false
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, BATCH_MAX)
+      this.send(batch.map((entry) => entry.request)).then(
+        (outcomes) =>
+          batch.forEach((entry, i) => {
+            const error = errorOfOutcome(outcomes[i])
+            if (error === undefined) entry.resolve()
+            else entry.reject(error)
+          }),
+        (err: unknown) => {
+          const error = err instanceof Error ? err : new Error(String(err))
+          for (const entry of batch) entry.reject(error)
+        },
+      )
+    }
+  }
+}
 
 export interface PeerClientOptions {
   readonly selfId: string
@@ -69,6 +115,16 @@ export class PeerClient {
   private streamRetryMs = 100
   private streamTimer: NodeJS.Timeout | undefined
   private closed = false
+  private readonly publishes = new Batcher<WirePublishRequest>((publishes) =>
+    this.unary<{ outcomes: WireOutcome[] }>((options, callback) =>
+      this.stub.Publish({ publishes }, options, callback),
+    ).then((reply) => reply.outcomes),
+  )
+  private readonly settles = new Batcher<WireSettleRequest>((settles) =>
+    this.unary<{ outcomes: WireOutcome[] }>((options, callback) =>
+      this.stub.Settle({ settles }, options, callback),
+    ).then((reply) => reply.outcomes),
+  )
 
   constructor(private readonly options: PeerClientOptions) {
     this.peerId = options.peerId
@@ -83,8 +139,8 @@ export class PeerClient {
     }) as unknown as ClusterStub
   }
 
-  /** Stores a message in the peer's partition; resolves with its message id after the peer's durable write. */
-  async publish(input: PublishInput & { partition: number }, fromNode: string): Promise<string> {
+  /** Stores a message in the peer's partition; resolves after the peer's durable write. */
+  publish(input: PublishInput & { partition: number }, fromNode: string): Promise<void> {
     const request: WirePublishRequest = {
       fromNode,
       queue: input.queue,
@@ -93,15 +149,11 @@ export class PeerClient {
       properties: propertiesToWire(input.properties),
     }
     if (input.messageExpirySeconds !== undefined) request.messageExpirySeconds = input.messageExpirySeconds
-    const reply = await this.unary<{ messageId: string }>((options, callback) =>
-      this.stub.Publish(request, options, callback),
-    )
-    return reply.messageId
+    return this.publishes.submit(request)
   }
 
-  async settle(clientId: string, input: SettleInput): Promise<void> {
-    const request = settleToWire(this.options.selfId, clientId, input)
-    await this.unary<unknown>((options, callback) => this.stub.Settle(request, options, callback))
+  settle(clientId: string, input: SettleInput): Promise<void> {
+    return this.settles.submit(settleToWire(this.options.selfId, clientId, input))
   }
 
   /** Streams a partition (header, then its stored messages from `readFrom`) and waits for the durable import. */

@@ -216,6 +216,33 @@ export function snapshotFromWire(header: WirePartitionHeader): PartitionSnapshot
 
 // ---- Errors across the wire ----
 
+/** The outcome of one request of a batch: an empty error code means success. */
+export interface WireOutcome {
+  errorCode: string
+  errorMessage: string
+}
+
+export function outcomeOf(result: PromiseSettledResult<unknown>): WireOutcome {
+  if (result.status === 'fulfilled') return { errorCode: '', errorMessage: '' }
+  const err: unknown = result.reason
+  if (err instanceof QueueError) return { errorCode: err.code, errorMessage: err.message }
+  return {
+    errorCode: QueueErrorCodes.storageFailure,
+    errorMessage: err instanceof Error ? err.message : String(err),
+  }
+}
+
+/** The QueueError a failed outcome stands for; undefined for a success. */
+export function errorOfOutcome(outcome: WireOutcome | undefined): QueueError | undefined {
+  if (outcome === undefined) return new QueueError(QueueErrorCodes.storageFailure, 'no outcome from peer')
+  if (outcome.errorCode === '') return undefined
+  const known = Object.values(QueueErrorCodes).includes(outcome.errorCode as QueueErrorCode)
+  return new QueueError(
+    known ? (outcome.errorCode as QueueErrorCode) : QueueErrorCodes.storageFailure,
+    outcome.errorMessage,
+  )
+}
+
 const STATUS_OF_CODE: Partial<Record<QueueErrorCode, grpc.status>> = {
   PARTITION_NOT_SERVED: grpc.status.FAILED_PRECONDITION,
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,

@@ -11,6 +11,7 @@ import {
   loadClusterServiceDefinition,
   messageFromWire,
   messageToWire,
+  outcomeOf,
   propertiesFromWire,
   settleFromWire,
   snapshotFromWire,
@@ -56,30 +57,35 @@ export function attachClusterService(
   /** Open Consume streams, each with its clean-up. */
   const streams = new Map<grpc.ServerDuplexStream<WireConsumerEvent, WireRemoteDelivery>, () => void>()
   server.addService(service, {
-    Publish(call: grpc.ServerUnaryCall<WirePublishRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      const request = call.request
-      const input: PublishInput & { partition: number } = {
-        queue: request.queue,
-        partition: request.partition,
-        payload: request.payload,
-        properties: propertiesFromWire(request.properties),
-      }
-      if (request.messageExpirySeconds !== undefined && request.messageExpirySeconds !== null)
-        input.messageExpirySeconds = request.messageExpirySeconds
-      handlers.storeForwarded(input).then(
-        (message) => callback(null, { messageId: message.id }),
-        (err: unknown) => callback(toServiceError(err)),
-      )
+    Publish(
+      call: grpc.ServerUnaryCall<{ publishes: WirePublishRequest[] }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      // Started in order: each publish appends to its partition before the next one starts.
+      const stored = call.request.publishes.map((request) => {
+        const input: PublishInput & { partition: number } = {
+          queue: request.queue,
+          partition: request.partition,
+          payload: request.payload,
+          properties: propertiesFromWire(request.properties),
+        }
+        if (request.messageExpirySeconds !== undefined && request.messageExpirySeconds !== null)
+          input.messageExpirySeconds = request.messageExpirySeconds
+        return handlers.storeForwarded(input)
+      })
+      void Promise.allSettled(stored).then((results) => callback(null, { outcomes: results.map(outcomeOf) }))
     },
 
-    Settle(call: grpc.ServerUnaryCall<WireSettleRequest, unknown>, callback: grpc.sendUnaryData<unknown>) {
-      const request = call.request
-      Promise.resolve()
-        .then(() => handlers.settleRemote(request.fromNode, request.clientId, settleFromWire(request)))
-        .then(
-          () => callback(null, {}),
-          (err: unknown) => callback(toServiceError(err)),
-        )
+    Settle(
+      call: grpc.ServerUnaryCall<{ settles: WireSettleRequest[] }, unknown>,
+      callback: grpc.sendUnaryData<unknown>,
+    ) {
+      const settled = call.request.settles.map((request) =>
+        Promise.resolve().then(() =>
+          handlers.settleRemote(request.fromNode, request.clientId, settleFromWire(request)),
+        ),
+      )
+      void Promise.allSettled(settled).then((results) => callback(null, { outcomes: results.map(outcomeOf) }))
     },
 
     Consume(call: grpc.ServerDuplexStream<WireConsumerEvent, WireRemoteDelivery>) {
