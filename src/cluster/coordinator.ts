@@ -66,6 +66,7 @@ export class EtcdCoordinator extends EventEmitter {
   private self: NodeAddresses | undefined
   private left = false
   private regranting = false
+  private watchDown = false
 
   constructor(private readonly options: CoordinatorOptions) {
     super()
@@ -112,12 +113,20 @@ export class EtcdCoordinator extends EventEmitter {
     this.watcher.on('put', (kv) => this.apply(kv.key.toString(), kv.value.toString()))
     this.watcher.on('delete', (kv) => this.apply(kv.key.toString(), undefined))
     this.watcher.on('connected', () => {
+      if (this.watchDown) this.options.logger.info('etcd watch connected again')
+      this.watchDown = false
       // Events missed while disconnected are replayed from the last revision; a resync also covers
       // a compacted history.
       this.resync().catch((err: unknown) => this.options.logger.warn({ err }, 'etcd resync failed'))
     })
-    this.watcher.on('disconnected', () => this.options.logger.warn('etcd watch disconnected; retrying'))
-    this.watcher.on('error', (err) => this.options.logger.warn({ err }, 'etcd watch error'))
+    // Logged once per outage: the watch retries every couple of seconds until etcd is back.
+    const down = (err: unknown) => {
+      if (this.watchDown) return
+      this.watchDown = true
+      this.options.logger.warn({ err }, 'etcd watch disconnected; retrying until etcd answers')
+    }
+    this.watcher.on('disconnected', down)
+    this.watcher.on('error', down)
     this.healthTimer = setInterval(() => this.checkHealth(), HEALTH_CHECK_INTERVAL_MS)
     this.checkHealth()
   }
@@ -274,7 +283,7 @@ export class EtcdCoordinator extends EventEmitter {
     const healthy = Date.now() - this.lastKeepAliveMs < this.options.leaseTtlSeconds * 1000
     if (healthy === this.healthy) return
     this.healthy = healthy
-    if (healthy) this.options.logger.info('etcd reachable again; serving owned partitions')
+    if (healthy) this.options.logger.info('etcd lease healthy; serving owned partitions')
     else
       this.options.logger.error(
         { leaseTtlSeconds: this.options.leaseTtlSeconds },
