@@ -364,5 +364,6 @@ export async function runClusterBench(): Promise<string> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  // Run alone (`npm run bench:cluster`); `npm run bench` imports runClusterBench instead.
   console.log(await runClusterBench())
 }

@@ -6,7 +6,8 @@
  * The result is printed as markdown tables on stdout (progress goes to stderr).
  *
  * Environment (all optional):
- *   BENCH_ONLY             comma-separated groups or scenario ids: enqueue, ack, payload, latency, depth
+ *   BENCH_ONLY             comma-separated groups or scenario ids: enqueue, ack, payload, latency, depth,
+ *                          cluster (bench/cluster.ts: single node vs 3 nodes, its own BENCH_CLUSTER_* sizes)
  *   BENCH_ROUNDS           rounds per scenario (3)
  *   BENCH_MESSAGES         messages per throughput run (100000)
  *   BENCH_MESSAGES_64K     messages per 64 KiB run (5000)
@@ -45,6 +46,7 @@ import {
   type BrokerName,
   type BrokerProcess,
 } from './harness.js'
+import { runClusterBench } from './cluster.js'
 import { LoadPool, type ConsumerSpec, type LoadResult, type LoadSpec } from './load.js'
 
 const env = (name: string, fallback: number): number => {
@@ -603,6 +605,10 @@ async function main(): Promise<void> {
       }
     }
     if (selected('depth')) await depthScenario(pool, configFile, out)
+    if (selected('cluster')) {
+      log('cluster: single node vs 3 nodes (proxy, direct)')
+      out.push('', await runClusterBench())
+    }
   } finally {
     await pool.close()
     await rm(dir, { recursive: true, force: true })
