@@ -20,6 +20,7 @@
 import { mkdir } from 'node:fs/promises'
 import { ClassicLevel } from 'classic-level'
 import type { MessageProperties } from '../queue/types.js'
+import { decodeMessageValue, encodeMessageValue } from '../storage/level-codec.js'
 
 /** A `$queue/` publish kept until the owner of its partition has taken it. */
 export interface BufferedPublish {
@@ -547,160 +548,35 @@ function decodeLastSeqKey(key: Buffer): { queue: string; partition: number } {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Values
+// Values: the queue store's message encoding (src/storage/level-codec.ts), with the time the message
+// was accepted as its enqueue time and its expiry as an absolute time. Queue, partition and seq are
+// in the key.
 
-const VALUE_VERSION = 1
-
-const Flags = {
-  expiry: 1,
-  contentType: 2,
-  responseTopic: 4,
-  correlationData: 8,
-  payloadFormatPresent: 16,
-  payloadFormatUtf8: 32,
-  userProperties: 64,
-} as const
-
-/**
- * `version:u8 flags:u8 acceptedAtMs:f64 [messageExpirySeconds:f64] [contentType] [responseTopic]
- * [correlationData] [userProperties: count:u32 (key value)*] payload`, where every string and byte
- * string is `len:u32 bytes`. Queue and partition are in the key. Doubles keep any number exactly, so
- * a value reads back as it was given.
- */
 function encodeValue(publish: BufferedPublish): Buffer {
-  const props = publish.properties
-  let flags = 0
-  let size = 2 + 8 + 4 + publish.payload.byteLength
-  const strings: Array<string | Uint8Array> = []
-  const str = (value: string): void => {
-    strings.push(value)
-    size += 4 + Buffer.byteLength(value)
-  }
-  if (publish.messageExpirySeconds !== undefined) {
-    flags |= Flags.expiry
-    size += 8
-  }
-  if (props.contentType !== undefined) {
-    flags |= Flags.contentType
-    str(props.contentType)
-  }
-  if (props.responseTopic !== undefined) {
-    flags |= Flags.responseTopic
-    str(props.responseTopic)
-  }
-  if (props.correlationData !== undefined) {
-    flags |= Flags.correlationData
-    strings.push(props.correlationData)
-    size += 4 + props.correlationData.byteLength
-  }
-  if (props.payloadFormatIndicator !== undefined) {
-    flags |= Flags.payloadFormatPresent
-    if (props.payloadFormatIndicator) flags |= Flags.payloadFormatUtf8
-  }
-  if (props.userProperties !== undefined) {
-    flags |= Flags.userProperties
-    size += 4
-    for (const [key, value] of props.userProperties) {
-      str(key)
-      str(value)
-    }
-  }
-  const buf = Buffer.allocUnsafe(size)
-  let at = 0
-  buf[at++] = VALUE_VERSION
-  buf[at++] = flags
-  at = buf.writeDoubleBE(publish.acceptedAtMs, at)
-  if (publish.messageExpirySeconds !== undefined) at = buf.writeDoubleBE(publish.messageExpirySeconds, at)
-  let next = 0
-  const putNext = (): void => {
-    const item = strings[next++]!
-    if (typeof item === 'string') {
-      const len = buf.write(item, at + 4, 'utf8')
-      buf.writeUInt32BE(len, at)
-      at += 4 + len
-    } else {
-      buf.writeUInt32BE(item.byteLength, at)
-      buf.set(item, at + 4)
-      at += 4 + item.byteLength
-    }
-  }
-  if (props.contentType !== undefined) putNext()
-  if (props.responseTopic !== undefined) putNext()
-  if (props.correlationData !== undefined) putNext()
-  if (props.userProperties !== undefined) {
-    at = buf.writeUInt32BE(props.userProperties.length, at)
-    for (let i = 0; i < props.userProperties.length; i++) {
-      putNext()
-      putNext()
-    }
-  }
-  at = buf.writeUInt32BE(publish.payload.byteLength, at)
-  buf.set(publish.payload, at)
-  return buf
+  return encodeMessageValue({
+    id: '',
+    queue: publish.queue,
+    partition: publish.partition,
+    seq: 0,
+    payload: publish.payload,
+    properties: publish.properties,
+    enqueuedAtMs: publish.acceptedAtMs,
+    ...(publish.messageExpirySeconds === undefined
+      ? {}
+      : { expiresAtMs: publish.acceptedAtMs + publish.messageExpirySeconds * 1000 }),
+  })
 }
 
 function decodeValue(queue: string, partition: number, buf: Buffer): BufferedPublish {
-  const malformed = (): ForwardBufferError =>
-    new ForwardBufferError(
-      ForwardBufferErrorCodes.storageFailure,
-      `malformed forward buffer entry of queue ${queue} partition ${partition}`,
-    )
-  let at = 0
-  const need = (bytes: number): void => {
-    if (at + bytes > buf.length) throw malformed()
-  }
-  const bytes = (): Uint8Array => {
-    need(4)
-    const len = buf.readUInt32BE(at)
-    need(4 + len)
-    // A copy: a plain Uint8Array that does not pin LevelDB's read buffer.
-    const out = new Uint8Array(len)
-    out.set(buf.subarray(at + 4, at + 4 + len))
-    at += 4 + len
-    return out
-  }
-  const text = (): string => {
-    need(4)
-    const len = buf.readUInt32BE(at)
-    need(4 + len)
-    const out = buf.toString('utf8', at + 4, at + 4 + len)
-    at += 4 + len
-    return out
-  }
-  need(10)
-  if (buf[0] !== VALUE_VERSION) throw malformed()
-  const flags = buf[1]!
-  at = 2
-  const acceptedAtMs = buf.readDoubleBE(at)
-  at += 8
-  let messageExpirySeconds: number | undefined
-  if (flags & Flags.expiry) {
-    need(8)
-    messageExpirySeconds = buf.readDoubleBE(at)
-    at += 8
-  }
-  const properties: MessageProperties = {}
-  if (flags & Flags.contentType) properties.contentType = text()
-  if (flags & Flags.responseTopic) properties.responseTopic = text()
-  if (flags & Flags.correlationData) properties.correlationData = bytes()
-  if (flags & Flags.payloadFormatPresent)
-    properties.payloadFormatIndicator = (flags & Flags.payloadFormatUtf8) !== 0
-  if (flags & Flags.userProperties) {
-    need(4)
-    const count = buf.readUInt32BE(at)
-    at += 4
-    const userProperties: Array<[string, string]> = []
-    for (let i = 0; i < count; i++) userProperties.push([text(), text()])
-    properties.userProperties = userProperties
-  }
-  const payload = bytes()
-  if (at !== buf.length) throw malformed()
+  const message = decodeMessageValue(queue, partition, 0, buf)
   return {
     queue,
     partition,
-    payload,
-    properties,
-    acceptedAtMs,
-    ...(messageExpirySeconds === undefined ? {} : { messageExpirySeconds }),
+    payload: message.payload,
+    properties: message.properties,
+    acceptedAtMs: message.enqueuedAtMs,
+    ...(message.expiresAtMs === undefined
+      ? {}
+      : { messageExpirySeconds: (message.expiresAtMs - message.enqueuedAtMs) / 1000 }),
   }
 }
