@@ -187,7 +187,10 @@ export class ClusterQueues implements QueueService, PeerHandlers {
   async settle(connection: ConsumerConnection, input: SettleInput): Promise<void> {
     const parsed = parseMessageId(input.messageId)
     const owner = parsed === undefined ? undefined : this.coordinator.ownerOf(input.queue, parsed.partition)
-    if (isNodeLocal(input.queue) || owner === undefined || owner === this.nodeId) {
+    // Direct routing delivers only from this node's partitions: a settle is this node's to answer,
+    // also after its partition moved (then refused as not served; the message comes again).
+    const here = isNodeLocal(input.queue) || this.options.routing === 'direct'
+    if (here || owner === undefined || owner === this.nodeId) {
       return this.manager.settle(connection, input)
     }
     const peer = this.peers.get(owner)
