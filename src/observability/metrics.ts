@@ -9,11 +9,12 @@
  * `maxQueueLabels` (queue, group) pairs a `group` label of their own; the rest are counted under
  * `"_other"` ({@link LabelBound}).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { QueueErrorCode } from '../queue/errors.js'
 import type { QueueStats } from '../queue/manager.js'
 import type { QueueObserver } from '../queue/observer.js'
 import { DeadLetterReasons, SettleActions, type DeadLetterReason, type SettleAction } from '../queue/types.js'
+import { FoldedCounter, FoldedHistogram, type CounterSeries, type HistogramSeries } from './folded-metrics.js'
 
 /** The label value of queues and groups beyond the cardinality bound. */
 export const OTHER_LABEL = '_other'
@@ -85,6 +86,67 @@ export class LabelBound {
   }
 }
 
+/** The hot-path series of one `queue` label value, each created on its first use. */
+interface QueueSeries {
+  readonly labels: { readonly queue: string }
+  enqueued?: CounterSeries
+  firstDelivery?: HistogramSeries
+  toAck?: HistogramSeries
+  /** By group name, for the groups with a label of their own (at most the pair bound). */
+  readonly groupsByName: Map<string, GroupSeries>
+  /** By `group` label value. */
+  readonly groupsByLabel: Map<string, GroupSeries>
+}
+
+/** The hot-path series of one (`queue`, `group`) label pair. */
+interface GroupSeries {
+  readonly labels: { readonly queue: string; readonly group: string }
+  delivered?: CounterSeries
+  redelivered?: CounterSeries
+  acked?: CounterSeries
+  nacked?: CounterSeries
+  rejected?: CounterSeries
+}
+
+/**
+ * Finds the series of a queue / (queue, group) per message without building label strings. The label
+ * a name gets from {@link LabelBound} never changes once asked (its sets only grow), so names with a
+ * label of their own are remembered (bounded like the labels); names counted under `"_other"` ask the
+ * bound again each time, which is as cheap and keeps this index bounded.
+ */
+class QueueSeriesIndex {
+  private readonly byName = new Map<string, QueueSeries>()
+  private readonly byLabel = new Map<string, QueueSeries>()
+
+  constructor(private readonly bound: LabelBound) {}
+
+  queue(name: string): QueueSeries {
+    const known = this.byName.get(name)
+    if (known !== undefined) return known
+    const label = this.bound.queue(name)
+    let series = this.byLabel.get(label)
+    if (series === undefined) {
+      series = { labels: { queue: label }, groupsByName: new Map(), groupsByLabel: new Map() }
+      this.byLabel.set(label, series)
+    }
+    if (label === name) this.byName.set(name, series)
+    return series
+  }
+
+  group(queue: QueueSeries, name: string): GroupSeries {
+    const known = queue.groupsByName.get(name)
+    if (known !== undefined) return known
+    const label = this.bound.group(queue.labels.queue, name)
+    let series = queue.groupsByLabel.get(label)
+    if (series === undefined) {
+      series = { labels: { queue: queue.labels.queue, group: label } }
+      queue.groupsByLabel.set(label, series)
+    }
+    if (label === name) queue.groupsByName.set(name, series)
+    return series
+  }
+}
+
 // Buckets: queue latencies span milliseconds (idle consumers) to minutes (a backlog).
 const QUEUE_LATENCY_BUCKETS = [
   0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800,
@@ -143,12 +205,6 @@ export class SpoolMetrics {
       new Counter<L>({ name, help, labelNames, registers })
     const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
       new Gauge<L>({ name, help, labelNames, registers })
-    const histogram = <L extends string>(
-      name: string,
-      help: string,
-      labelNames: readonly L[],
-      buckets: number[],
-    ) => new Histogram<L>({ name, help, labelNames, buckets, registers })
 
     this.clientsConnected = gauge('spool_mqtt_clients_connected', 'MQTT clients connected now.', [])
     this.connections = counter(
@@ -205,28 +261,39 @@ export class SpoolMetrics {
       ['queue', 'group'],
     )
 
-    const enqueued = counter('spool_queue_enqueued_total', 'Messages accepted by a publish.', ['queue'])
+    // Per-message counters and histograms are folded (folded-metrics.ts): plain numbers on the hot
+    // path, copied into prom-client at scrape time. The rare ones stay plain prom-client metrics.
+    const folded = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
+      new FoldedCounter<L>({ name, help, labelNames, registers })
+    const foldedHistogram = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: readonly L[],
+      buckets: number[],
+    ) => new FoldedHistogram<L>({ name, help, labelNames, buckets, registers })
+
+    const enqueued = folded('spool_queue_enqueued_total', 'Messages accepted by a publish.', ['queue'])
     const rejections = counter(
       'spool_queue_publish_rejections_total',
       'Publishes to a queue refused, by reason (queue_full, message_too_large, invalid_queue_name, storage_failure, closed).',
       ['queue', 'reason'],
     )
-    const delivered = counter(
+    const delivered = folded(
       'spool_queue_delivered_total',
       'Deliveries to a consumer (redeliveries included).',
       ['queue', 'group'],
     )
-    const redelivered = counter(
+    const redelivered = folded(
       'spool_queue_redelivered_total',
       'Deliveries of a message the group had been delivered before (delivery count > 1).',
       ['queue', 'group'],
     )
-    const acked = counter('spool_queue_acked_total', 'Deliveries settled with $ack.', ['queue', 'group'])
-    const nacked = counter('spool_queue_nacked_total', 'Deliveries settled with $nack (retried later).', [
+    const acked = folded('spool_queue_acked_total', 'Deliveries settled with $ack.', ['queue', 'group'])
+    const nacked = folded('spool_queue_nacked_total', 'Deliveries settled with $nack (retried later).', [
       'queue',
       'group',
     ])
-    const rejected = counter(
+    const rejected = folded(
       'spool_queue_rejected_total',
       'Deliveries settled with $reject (dead-lettered).',
       ['queue', 'group'],
@@ -246,57 +313,60 @@ export class SpoolMetrics {
       'Messages whose Message Expiry Interval passed before delivery (also in dead_lettered_total{reason="expired"}).',
       ['queue', 'group'],
     )
-    const firstDelivery = histogram(
+    const firstDelivery = foldedHistogram(
       'spool_queue_enqueue_to_delivery_seconds',
       'Time from enqueue to the first delivery of a message to a group.',
       ['queue'],
       QUEUE_LATENCY_BUCKETS,
     )
-    const toAck = histogram(
+    const toAck = foldedHistogram(
       'spool_queue_delivery_to_ack_seconds',
       'Time from a delivery to its $ack.',
       ['queue'],
       QUEUE_LATENCY_BUCKETS,
     )
-    const batchOps = histogram(
+    const batchOps = foldedHistogram(
       'spool_storage_batch_ops',
       'Operations per storage write (group commit batch).',
       [],
       BATCH_OPS_BUCKETS,
-    )
-    const writeSeconds = histogram(
+    ).series({})
+    const writeSeconds = foldedHistogram(
       'spool_storage_write_seconds',
       'Duration of one storage write (group commit batch).',
       [],
       STORAGE_WRITE_BUCKETS,
-    )
+    ).series({})
 
-    const labels = this.labels
-    const pair = (queue: string, group: string) => {
-      const q = labels.queue(queue)
-      return { queue: q, group: labels.group(q, group) }
-    }
+    const series = new QueueSeriesIndex(this.labels)
+    const pair = (queue: string, group: string) => series.group(series.queue(queue), group).labels
     // Called synchronously on the hot path: counting only, nothing that throws or blocks.
     this.queueObserver = {
-      enqueued: (queue) => enqueued.inc({ queue: labels.queue(queue) }),
+      enqueued: (queue) => {
+        const q = series.queue(queue)
+        ;(q.enqueued ??= enqueued.series(q.labels)).value++
+      },
       publishRefused: (queue, code: QueueErrorCode) => {
         // An invalid name must not take one of the bounded label values.
-        const label = code === 'INVALID_QUEUE_NAME' ? OTHER_LABEL : labels.queue(queue)
+        const label = code === 'INVALID_QUEUE_NAME' ? OTHER_LABEL : this.labels.queue(queue)
         rejections.inc({ queue: label, reason: code.toLowerCase() })
       },
       delivered: (queue, group, deliveryCount, sinceEnqueueMs) => {
-        const l = pair(queue, group)
-        delivered.inc(l)
-        if (deliveryCount > 1) redelivered.inc(l)
-        else firstDelivery.observe({ queue: l.queue }, sinceEnqueueMs / 1000)
+        const q = series.queue(queue)
+        const g = series.group(q, group)
+        ;(g.delivered ??= delivered.series(g.labels)).value++
+        if (deliveryCount > 1) (g.redelivered ??= redelivered.series(g.labels)).value++
+        else (q.firstDelivery ??= firstDelivery.series(q.labels)).observe(sinceEnqueueMs / 1000)
       },
       settled: (queue, group, action: SettleAction, sinceDeliveryMs) => {
-        const l = pair(queue, group)
+        const q = series.queue(queue)
+        const g = series.group(q, group)
         if (action === SettleActions.ack) {
-          acked.inc(l)
-          if (sinceDeliveryMs !== undefined) toAck.observe({ queue: l.queue }, sinceDeliveryMs / 1000)
-        } else if (action === SettleActions.nack) nacked.inc(l)
-        else if (action === SettleActions.reject) rejected.inc(l)
+          ;(g.acked ??= acked.series(g.labels)).value++
+          if (sinceDeliveryMs !== undefined)
+            (q.toAck ??= toAck.series(q.labels)).observe(sinceDeliveryMs / 1000)
+        } else if (action === SettleActions.nack) (g.nacked ??= nacked.series(g.labels)).value++
+        else if (action === SettleActions.reject) (g.rejected ??= rejected.series(g.labels)).value++
       },
       timedOut: (queue, group) => timeouts.inc(pair(queue, group)),
       deadLettered: (queue, group, reason: DeadLetterReason) => {
