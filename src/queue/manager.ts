@@ -209,7 +209,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     input: PublishInput,
     refuse: (code: QueueErrorCode, message: string) => never,
   ): Queue {
-    const problem = queueNameProblem(input.queue)
+    const problem = this.nameProblem(input.queue)
     if (problem !== undefined) refuse(QueueErrorCodes.invalidQueueName, problem)
     const queue = this.queueNamed(input.queue)
     const settings = queue.settings
@@ -1143,21 +1143,26 @@ export class QueueManager implements QueueService, DeliveryHost {
         throw this.unknown(input, `group ${input.group} does not exist on queue ${queue.name}`)
       return group
     }
-    const consumer = this.consumers.get(connection.clientId)
-    const groups = [...(consumer?.members ?? [])]
-      .filter((member) => member.group.queue === queue.name)
-      .map((member) => member.group)
-    const only = groups[0]
+    // Runs on every $ack without group-id: count the client's groups of this queue, keep the first.
+    let only: ConsumerGroup | undefined
+    let groups = 0
+    const members = this.consumers.get(connection.clientId)?.members
+    if (members !== undefined)
+      for (const member of members) {
+        if (member.group.queue !== queue.name) continue
+        only ??= member.group
+        groups++
+      }
     if (only === undefined) {
       throw this.unknown(
         input,
         `client is not a consumer of queue ${queue.name}; set the group-id user property`,
       )
     }
-    if (groups.length > 1) {
+    if (groups > 1) {
       throw new QueueError(
         QueueErrorCodes.ambiguousGroup,
-        `client consumes queue ${queue.name} in ${groups.length} groups; set the group-id user property`,
+        `client consumes queue ${queue.name} in ${groups} groups; set the group-id user property`,
       )
     }
     return only
@@ -1218,8 +1223,14 @@ export class QueueManager implements QueueService, DeliveryHost {
   }
 
   private assertQueueName(name: string): void {
-    const problem = queueNameProblem(name)
+    const problem = this.nameProblem(name)
     if (problem !== undefined) throw new QueueError(QueueErrorCodes.invalidQueueName, problem)
+  }
+
+  /** {@link queueNameProblem}, answered by the queue itself when it exists (it checked its name once). */
+  private nameProblem(name: string): string | undefined {
+    const queue = this.queues.get(name)
+    return queue === undefined ? queueNameProblem(name) : queue.nameProblem
   }
 
   private assertOpen(): void {

@@ -2,6 +2,7 @@ import { ConsumerGroup } from './consumer-group.js'
 import { PartitionLog } from './partition-log.js'
 import { PartitionWorker, type DeliveryHost } from './partition-worker.js'
 import { Partitioner } from './partitioner.js'
+import { queueNameProblem } from './settings.js'
 import type { QueueStore } from './store.js'
 import type { QueueSettings } from './types.js'
 
@@ -10,6 +11,11 @@ export class Queue {
   readonly logs: PartitionLog[] = []
   readonly workers: PartitionWorker[] = []
   readonly groups = new Map<string, ConsumerGroup>()
+  /**
+   * What is wrong with the name ({@link queueNameProblem}), worked out once: the manager checks the
+   * name of every publish and settle against the queue it names, when that queue exists.
+   */
+  readonly nameProblem: string | undefined
   private partitioner: Partitioner
   /**
    * The partitions this node serves, or undefined for all of them (a single node). In a cluster a
@@ -24,6 +30,7 @@ export class Queue {
     private readonly host: DeliveryHost,
     servesAll = true,
   ) {
+    this.nameProblem = queueNameProblem(name)
     this.served = servesAll ? undefined : new Set()
     this.partitioner = new Partitioner(currentSettings.partitions)
     this.ensurePartitions(currentSettings.partitions)

@@ -413,3 +413,26 @@ test('admin: dead letters wait for an operator; redrive puts them back, one or a
   await assert.rejects(manager.subscribe(again, 'poison', '$pending'), { code: 'INVALID_GROUP_NAME' })
   await manager.close()
 })
+
+test('a settle without group-id finds the one group the client has in the queue; two groups are ambiguous', async () => {
+  const { manager } = await setup({ jobs: { ordering: 'none' }, other: { ordering: 'none' } })
+  const client = new FakeConsumer('c')
+  const stranger = new FakeConsumer('s')
+  await manager.subscribe(client, 'other', 'x')
+  await manager.subscribe(client, 'jobs', 'a')
+  await publishAll(manager, 'jobs', ['m1', 'm2'])
+  await until(() => client.deliveries.length === 2, 2000, 'two deliveries')
+  const [first, second] = client.deliveries as [Delivery, Delivery]
+  await assert.rejects(settle(manager, stranger, first, 'ack'), {
+    code: 'UNKNOWN_MESSAGE',
+    message: 'cannot ack: client is not a consumer of queue jobs; set the group-id user property',
+  })
+  await settle(manager, client, first, 'ack')
+  await manager.subscribe(client, 'jobs', 'b')
+  await assert.rejects(settle(manager, client, second, 'ack'), {
+    code: 'AMBIGUOUS_GROUP',
+    message: 'client consumes queue jobs in 2 groups; set the group-id user property',
+  })
+  await manager.settle(client, { queue: 'jobs', messageId: second.message.id, action: 'ack', group: 'a' })
+  await manager.close()
+})
