@@ -4,17 +4,27 @@ import type { QueueStore, StoreOp } from './store.js'
 /** Builds a record's latest snapshot at flush time (e.g. a group's progress). */
 export type SnapshotSource = () => StoreOp
 
+/** The promise every commit of one batch gets, settled when the batch is written. */
+class BatchOutcome {
+  resolve!: () => void
+  reject!: (error: unknown) => void
+  readonly promise = new Promise<void>((resolve, reject) => {
+    this.resolve = resolve
+    this.reject = reject
+  })
+}
+
 /**
  * Group commit: every change made during one event-loop turn goes into one atomic store batch, and
- * all their promises settle together when it is written. At most one batch is being written at a
- * time, so batches land in order; changes made meanwhile wait for the next one. Records that change
- * many times in a turn (a partition's counters, a group's progress) are registered by key and
- * snapshotted once, at flush time.
+ * all their promises settle together when it is written (they share one promise: per message, the
+ * hot paths commit several times). At most one batch is being written at a time, so batches land in
+ * order; changes made meanwhile wait for the next one. Records that change many times in a turn (a
+ * partition's counters, a group's progress) are registered by key and snapshotted once, at flush time.
  */
 export class GroupCommit {
   private ops: StoreOp[] = []
   private snapshots = new Map<string, SnapshotSource>()
-  private waiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = []
+  private outcome: BatchOutcome | undefined
   private sync = false
   private scheduled = false
   private writing: Promise<void> | undefined
@@ -28,16 +38,24 @@ export class GroupCommit {
   /** Adds ops (and snapshot keys) to the current batch; resolves when that batch is durable. */
   commit(
     ops: readonly StoreOp[],
-    snapshots: ReadonlyMap<string, SnapshotSource>,
+    snapshots: ReadonlyMap<string, SnapshotSource> | undefined,
     sync: boolean,
   ): Promise<void> {
     if (this.closed) return Promise.reject(new Error('storage is closed'))
     for (const op of ops) this.ops.push(op)
-    for (const [key, source] of snapshots) this.snapshots.set(key, source)
+    if (snapshots !== undefined) for (const [key, source] of snapshots) this.snapshots.set(key, source)
     this.sync ||= sync
-    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
+    this.outcome ??= new BatchOutcome()
     this.schedule()
-    return done
+    return this.outcome.promise
+  }
+
+  /**
+   * Registers a snapshot key for the current batch, as a `snapshots` entry of {@link commit} would,
+   * without a Map per call; the commit that needs it must follow in the same turn.
+   */
+  addSnapshot(key: string, source: SnapshotSource): void {
+    if (!this.closed) this.snapshots.set(key, source)
   }
 
   /** Writes what is pending and waits for every batch; later commits are refused. */
@@ -56,28 +74,26 @@ export class GroupCommit {
 
   private flush = (): void => {
     this.scheduled = false
-    if (this.waiters.length === 0) return
+    const outcome = this.outcome
+    if (outcome === undefined) return
     const ops = this.ops
     for (const source of this.snapshots.values()) ops.push(source())
-    const waiters = this.waiters
     const sync = this.sync
     this.ops = []
     this.snapshots = new Map()
-    this.waiters = []
+    this.outcome = undefined
     this.sync = false
     const startedMs = performance.now()
     this.writing = this.store.write(ops, { sync }).then(
       () => {
         this.observer.batchWritten(ops.length, performance.now() - startedMs)
-        for (const waiter of waiters) waiter.resolve()
+        outcome.resolve()
       },
-      (error: unknown) => {
-        for (const waiter of waiters) waiter.reject(error)
-      },
+      (error: unknown) => outcome.reject(error),
     )
     void this.writing.finally(() => {
       this.writing = undefined
-      if (this.waiters.length > 0) this.schedule()
+      if (this.outcome !== undefined) this.schedule()
     })
   }
 }

@@ -1,5 +1,5 @@
 import type { Member } from './consumer-group.js'
-import type { GroupPartitionState } from './store.js'
+import type { GroupPartitionState, StoreOp } from './store.js'
 import type { TimerEntry } from './timer-queue.js'
 import type { QueueMessage } from './types.js'
 
@@ -28,6 +28,10 @@ export class GroupProgress {
   readonly returned: number[] = []
   /** This group's last batch read from storage, for messages the partition cache had no room for. */
   readAhead = new Map<number, QueueMessage>()
+  /** This record's key in a group-commit batch (one snapshot per batch). */
+  readonly commitKey: string
+  /** The op that stores this progress as it is when the batch is written (a group-commit snapshot). */
+  readonly snapshot = (): StoreOp => ({ type: 'putGroupState', state: this.toState() })
 
   constructor(
     readonly queue: string,
@@ -37,6 +41,7 @@ export class GroupProgress {
   ) {
     this.ackFloor = startAfterSeq
     this.nextFresh = startAfterSeq + 1
+    this.commitKey = `g\u0000${queue}\u0000${group}\u0000${partition}`
   }
 
   /** Restores stored progress: every unsettled, once-delivered seq comes back as due for redelivery. */

@@ -4,7 +4,7 @@ import { systemClock, type Clock } from './clock.js'
 import { ConsumerGroup, ConsumerState, Member } from './consumer-group.js'
 import { QueueError, QueueErrorCodes, type QueueErrorCode } from './errors.js'
 import { GroupCommit, type SnapshotSource } from './group-commit.js'
-import { GroupProgress } from './group-progress.js'
+import { GroupProgress, type Inflight } from './group-progress.js'
 import { silentLogger, type QueueLogger } from './logger.js'
 import { silentObserver, type QueueObserver } from './observer.js'
 import type { DeliveryHost } from './partition-worker.js'
@@ -57,6 +57,13 @@ export interface PartitionSnapshot {
 /** Writes of a partition import go to storage in batches of this many messages. */
 const IMPORT_BATCH = 500
 
+const NO_OPS: readonly StoreOp[] = []
+
+/** Where snapshot keys are collected: a Map handed to one commit, or the next batch directly. */
+interface SnapshotSink {
+  set(key: string, source: SnapshotSource): unknown
+}
+
 /** One consumer group of a queue, as the admin API and metrics see it. */
 export interface GroupStats {
   readonly name: string
@@ -108,6 +115,10 @@ export class QueueManager implements QueueService, DeliveryHost {
   private readonly memberships = new Map<string, Membership[]>()
   private readonly servesAll: boolean
   private opened = false
+  /** Snapshots put here go straight into the group-commit batch being gathered. */
+  private readonly nextBatch: SnapshotSink = {
+    set: (key, source) => this.commits.addSnapshot(key, source),
+  }
 
   constructor(options: QueueManagerOptions) {
     this.store = options.store
@@ -189,7 +200,7 @@ export class QueueManager implements QueueService, DeliveryHost {
       enqueuedAtMs: now,
       ...(expiresAtMs === undefined ? {} : { expiresAtMs }),
     })
-    await this.commitAppend(queue, message, [], new Map(), settings.durability.sync)
+    await this.commitAppend(queue, message, NO_OPS, undefined, settings.durability.sync)
     this.observer.enqueued(queue.name)
     return message
   }
@@ -386,19 +397,18 @@ export class QueueManager implements QueueService, DeliveryHost {
     const deliveryCount = progress.take(message.seq)
     member.inflight++
     member.consumer.inflight++
-    progress.inflight.set(message.seq, {
+    const inflight: Inflight = {
       message,
       member,
       deliveredAtMs: now,
       deadline: this.deadlineFor(queue, group, progress, message.seq),
-    })
+    }
+    progress.inflight.set(message.seq, inflight)
     this.observer.delivered(queue.name, group.name, deliveryCount, now - message.enqueuedAtMs)
     // The attempt is durable before the consumer sees the delivery: after a crash, a redelivery
     // always says delivery-count + 1, never 1 again.
-    const inflight = progress.inflight.get(message.seq)
-    const snapshots = new Map<string, SnapshotSource>()
-    this.addProgressSnapshot(snapshots, progress)
-    this.commits.commit([], snapshots, false).then(
+    this.commits.addSnapshot(progress.commitKey, progress.snapshot)
+    this.commits.commit(NO_OPS, undefined, false).then(
       () => {
         // Released meanwhile (consumer gone, timed out): the message is already back in line.
         if (progress.inflight.get(message.seq) !== inflight) return
@@ -616,7 +626,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     this.adminSettings.set(name, overrides)
     const queue = this.queueNamed(name)
     const snapshots = new Map<string, SnapshotSource>()
-    for (const log of queue.logs) snapshots.set(`p\u0000${name}\u0000${log.partition}`, () => log.metaOp())
+    for (const log of queue.logs) snapshots.set(log.commitKey, log.snapshot)
     await this.commits.commit(
       [{ type: 'putQueueSettings', record: { queue: name, settings: overrides } }],
       snapshots,
@@ -687,7 +697,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     for (const log of queue.logs) {
       log.clear()
       log.markCommitted(log.lastSeq)
-      snapshots.set(`p\u0000${name}\u0000${log.partition}`, () => log.metaOp())
+      snapshots.set(log.commitKey, log.snapshot)
       for (const group of queue.groups.values()) {
         const fresh = new GroupProgress(name, group.name, log.partition, log.lastSeq)
         const old = group.progress[log.partition]
@@ -860,14 +870,16 @@ export class QueueManager implements QueueService, DeliveryHost {
   private async commitAppend(
     queue: Queue,
     message: QueueMessage,
-    ops: StoreOp[],
-    snapshots: Map<string, SnapshotSource>,
+    ops: readonly StoreOp[],
+    snapshots: Map<string, SnapshotSource> | undefined,
     sync: boolean,
   ): Promise<void> {
     const log = queue.log(message.partition)
-    snapshots.set(`p\u0000${queue.name}\u0000${log.partition}`, () => log.metaOp())
+    if (snapshots === undefined) this.commits.addSnapshot(log.commitKey, log.snapshot)
+    else snapshots.set(log.commitKey, log.snapshot)
+    const put: StoreOp = { type: 'putMessage', message }
     try {
-      await this.commits.commit([{ type: 'putMessage', message }, ...ops], snapshots, sync)
+      await this.commits.commit(ops.length === 0 ? [put] : [put, ...ops], snapshots, sync)
     } catch (error) {
       this.logger.error(
         { err: error, queue: queue.name, partition: message.partition },
@@ -1082,35 +1094,37 @@ export class QueueManager implements QueueService, DeliveryHost {
   }
 
   private async commitSettled(queue: Queue, progress: GroupProgress, seq: number): Promise<void> {
-    const { ops, snapshots } = this.settleOps(queue, progress, seq)
-    await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
+    // settleOps without a Map per settle: the snapshots go straight into the batch being gathered.
+    const ops = this.settleInto(this.nextBatch, queue, progress, seq)
+    await this.commits.commit(ops, undefined, queue.settings.durability.sync)
   }
 
   /** Settles `seq` for the group and deletes what every group of the queue has now settled. */
   private settleOps(queue: Queue, progress: GroupProgress, seq: number) {
     const snapshots = new Map<string, SnapshotSource>()
-    this.addProgressSnapshot(snapshots, progress)
-    const ops = progress.settle(seq) ? this.retentionOps(queue, progress.partition, snapshots) : []
+    const ops = this.settleInto(snapshots, queue, progress, seq)
     return { ops, snapshots }
   }
 
+  private settleInto(snapshots: SnapshotSink, queue: Queue, progress: GroupProgress, seq: number) {
+    snapshots.set(progress.commitKey, progress.snapshot)
+    return progress.settle(seq) ? this.retentionOps(queue, progress.partition, snapshots) : []
+  }
+
   /** Deletes the messages of a partition that every group has settled (none while no group exists). */
-  private retentionOps(queue: Queue, partition: number, snapshots: Map<string, SnapshotSource>): StoreOp[] {
+  private retentionOps(queue: Queue, partition: number, snapshots: SnapshotSink): StoreOp[] {
     const log = queue.log(partition)
     let floor = Infinity
     for (const group of queue.groups.values()) {
       floor = Math.min(floor, group.progress[partition]?.ackFloor ?? log.firstSeq - 1)
     }
     if (floor === Infinity || floor < log.firstSeq) return []
-    snapshots.set(`p\u0000${queue.name}\u0000${partition}`, () => log.metaOp())
+    snapshots.set(log.commitKey, log.snapshot)
     return log.deleteThrough(floor)
   }
 
   private addProgressSnapshot(snapshots: Map<string, SnapshotSource>, progress: GroupProgress): void {
-    snapshots.set(`g\u0000${progress.queue}\u0000${progress.group}\u0000${progress.partition}`, () => ({
-      type: 'putGroupState',
-      state: progress.toState(),
-    }))
+    snapshots.set(progress.commitKey, progress.snapshot)
   }
 
   private removeMember(member: Member): void {

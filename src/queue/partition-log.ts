@@ -16,12 +16,18 @@ export class PartitionLog {
   /** Highest seq whose write is durable; deliveries never run ahead of it. */
   committedSeq = 0
   private readonly cache = new Map<number, QueueMessage>()
+  /** This record's key in a group-commit batch (one snapshot per batch). */
+  readonly commitKey: string
+  /** {@link metaOp} as of the batch's write (a group-commit snapshot). */
+  readonly snapshot = (): StoreOp => this.metaOp()
 
   constructor(
     readonly queue: string,
     readonly partition: number,
     private readonly store: QueueStore,
-  ) {}
+  ) {
+    this.commitKey = `p\u0000${queue}\u0000${partition}`
+  }
 
   /** Takes the stored counters as they are (at start-up, or when a cluster node takes the partition). */
   restore(meta: Pick<PartitionMeta, 'lastSeq' | 'count'>): void {
