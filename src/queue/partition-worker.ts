@@ -42,8 +42,11 @@ export class PartitionWorker {
     }
     if (this.scheduled) return
     this.scheduled = true
-    queueMicrotask(() => void this.run())
+    queueMicrotask(this.runScheduled)
   }
+
+  /** One function for every wake (a wake comes with each commit and settle). */
+  private readonly runScheduled = (): void => void this.run()
 
   private async run(): Promise<void> {
     this.scheduled = false

@@ -6,9 +6,21 @@ export interface TimerEntry {
   cancel(): void
 }
 
-interface HeapEntry extends TimerEntry {
-  readonly callback: () => void
-  cancelled: boolean
+/** An entry of the heap; a class, so that scheduling (once per delivery) allocates no closure. */
+class HeapEntry implements TimerEntry {
+  cancelled = false
+
+  constructor(
+    readonly dueAtMs: number,
+    readonly callback: () => void,
+    private readonly onCancel: () => void,
+  ) {}
+
+  cancel(): void {
+    if (this.cancelled) return
+    this.cancelled = true
+    this.onCancel()
+  }
 }
 
 /**
@@ -25,16 +37,7 @@ export class TimerQueue {
   constructor(private readonly clock: Clock) {}
 
   schedule(dueAtMs: number, callback: () => void): TimerEntry {
-    const entry: HeapEntry = {
-      dueAtMs,
-      callback,
-      cancelled: false,
-      cancel: () => {
-        if (entry.cancelled) return
-        entry.cancelled = true
-        this.noteCancelled()
-      },
-    }
+    const entry = new HeapEntry(dueAtMs, callback, this.noteCancelled)
     this.push(entry)
     this.arm()
     return entry
@@ -68,7 +71,7 @@ export class TimerQueue {
    * Most deadlines are cancelled (the delivery was settled) long before they are due; rebuild the
    * heap when they are the majority so memory follows live entries, not the delivery rate.
    */
-  private noteCancelled(): void {
+  private readonly noteCancelled = (): void => {
     this.cancelled++
     if (this.cancelled < 1024 || this.cancelled * 2 < this.heap.length) return
     const live = this.heap.filter((entry) => !entry.cancelled)
