@@ -213,7 +213,8 @@ class MqttQueueAdapter implements QueueAdapter {
   }
 
   async #publish(client: Client | null, packet: PublishPacket, queue: string): Promise<void> {
-    if (await this.#isQos2Retransmission(client, packet)) return
+    // Only QoS 2 can be a retransmission; checking first spares QoS 0/1 publishes an await.
+    if (packet.qos === 2 && (await this.#isQos2Retransmission(client, packet))) return
     const properties = packet.properties
     const input: PublishInput = {
       queue,

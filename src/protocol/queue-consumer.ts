@@ -118,9 +118,10 @@ export class MqttQueueConsumer implements ConsumerConnection {
     return this.#inflight.size
   }
 
-  deliver(delivery: Delivery): void {
+  /** Log fields of a delivery; built only when something is logged. */
+  #fields(delivery: Delivery) {
     const { message } = delivery
-    const fields = {
+    return {
       queue: message.queue,
       partition: message.partition,
       group: delivery.group,
@@ -128,11 +129,15 @@ export class MqttQueueConsumer implements ConsumerConnection {
       clientId: this.clientId,
       node: this.#nodeId,
     }
+  }
+
+  deliver(delivery: Delivery): void {
+    const { message } = delivery
     const client = this.#client
     // aedes sets `connected` only after flushing its own offline queue; CONNACK is out before that.
     if (client.closed || !(client.connected || client.connackSent)) {
       // The core redelivers it: it learns of the disconnect through QueueService.disconnect().
-      this.#logger.warn(fields, 'queue delivery dropped: client is not connected')
+      this.#logger.warn(this.#fields(delivery), 'queue delivery dropped: client is not connected')
       return
     }
     const qos = this.#qosFor(message.queue)
@@ -140,7 +145,10 @@ export class MqttQueueConsumer implements ConsumerConnection {
     if (qos > 0) {
       packetId = this.#allocatePacketId()
       if (packetId === undefined) {
-        this.#logger.error(fields, 'queue delivery dropped: no free packet id (receive maximum exceeded?)')
+        this.#logger.error(
+          this.#fields(delivery),
+          'queue delivery dropped: no free packet id (receive maximum exceeded?)',
+        )
         return
       }
     }
@@ -149,7 +157,7 @@ export class MqttQueueConsumer implements ConsumerConnection {
     const packet: IPublishPacket = {
       cmd: 'publish',
       topic,
-      payload: Buffer.from(message.payload.buffer, message.payload.byteOffset, message.payload.byteLength),
+      payload: asBuffer(message.payload),
       qos,
       // A redelivery is a new PUBLISH with a new packet id, not a retransmission ([MQTT-3.3.1-1]); the
       // redelivery shows in `delivery-count`.
@@ -162,7 +170,7 @@ export class MqttQueueConsumer implements ConsumerConnection {
     try {
       bytes = mqttPacket.generate(packet, { protocolVersion: version })
     } catch (err) {
-      this.#logger.error({ ...fields, err }, 'queue delivery dropped: cannot encode PUBLISH')
+      this.#logger.error({ ...this.#fields(delivery), err }, 'queue delivery dropped: cannot encode PUBLISH')
       return
     }
     // [MQTT-3.1.2-24] [MQTT-3.1.2-25] Never send a packet larger than the client's Maximum Packet Size
@@ -171,7 +179,7 @@ export class MqttQueueConsumer implements ConsumerConnection {
     const max = client.maximumPacketSize
     if (max !== undefined && bytes.length > max) {
       this.#logger.warn(
-        { ...fields, bytes: bytes.length, max },
+        { ...this.#fields(delivery), bytes: bytes.length, max },
         'queue delivery dead-lettered: exceeds client Maximum Packet Size',
       )
       this.#settleLater({
@@ -183,18 +191,8 @@ export class MqttQueueConsumer implements ConsumerConnection {
       })
       return
     }
-    // [MQTT-3.3.2-11] The topic alias is chosen when the bytes go out (a delivery may wait in the
-    // window), so that an alias always follows the PUBLISH that set it up on this connection.
-    const encode = (): Buffer => {
-      const aliased = version === 5 ? client.outboundTopicAlias?.(topic) : undefined
-      if (aliased?.alias === undefined) return bytes
-      return mqttPacket.generate(
-        { ...packet, topic: aliased.topic, properties: { ...packet.properties, topicAlias: aliased.alias } },
-        { protocolVersion: version },
-      )
-    }
     if (packetId === undefined) {
-      client.conn.write(encode())
+      client.conn.write(this.#withTopicAlias(packet, bytes, version))
       // A 3.1.1 consumer cannot settle a QoS 0 delivery (no PUBACK, no user properties): at most once,
       // as it asked. A v5 consumer settles it with $ack / $nack / $reject like any other.
       if (this.settlesWithPuback) {
@@ -209,10 +207,23 @@ export class MqttQueueConsumer implements ConsumerConnection {
     }
     this.#inflight.set(packetId, { queue: message.queue, messageId: message.id, group: delivery.group })
     const send = () => {
-      if (!client.closed) client.conn.write(encode())
+      if (!client.closed) client.conn.write(this.#withTopicAlias(packet, bytes, version))
     }
     if (client.outbound === undefined) send()
     else client.outbound.submit(packetId, send)
+  }
+
+  /**
+   * [MQTT-3.3.2-11] The topic alias is chosen when the bytes go out (a delivery may wait in the
+   * window), so that an alias always follows the PUBLISH that set it up on this connection.
+   */
+  #withTopicAlias(packet: IPublishPacket, bytes: Buffer, version: 3 | 4 | 5): Buffer {
+    const aliased = version === 5 ? this.#client.outboundTopicAlias?.(packet.topic) : undefined
+    if (aliased?.alias === undefined) return bytes
+    return mqttPacket.generate(
+      { ...packet, topic: aliased.topic, properties: { ...packet.properties, topicAlias: aliased.alias } },
+      { protocolVersion: version },
+    )
   }
 
   #settleLater(input: SettleInput): void {
@@ -250,4 +261,11 @@ export class MqttQueueConsumer implements ConsumerConnection {
     }
     return undefined
   }
+}
+
+/** The payload as a Buffer for mqtt-packet, which copies it: a view of the same bytes when not one yet. */
+function asBuffer(payload: Uint8Array): Buffer {
+  return Buffer.isBuffer(payload)
+    ? payload
+    : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
 }

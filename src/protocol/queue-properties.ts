@@ -51,6 +51,22 @@ export function messagePropertiesOf(properties: PublishProperties | undefined): 
   return kept
 }
 
+/** The user properties every delivery carries; a publisher's own values under these names are dropped. */
+const DELIVERY_USER_PROPERTIES: ReadonlySet<string> = new Set([
+  QueueUserProperties.messageId,
+  QueueUserProperties.groupId,
+  QueueUserProperties.partition,
+  QueueUserProperties.deliveryCount,
+])
+
+/** Adds a pair in mqtt-packet's form: a repeated key holds an array of its values, in order. */
+function addUserProperty(userProperties: UserProperties, key: string, value: string): void {
+  const existing = userProperties[key]
+  if (existing === undefined) userProperties[key] = value
+  else if (Array.isArray(existing)) existing.push(value)
+  else userProperties[key] = [existing, value]
+}
+
 /**
  * The properties of the PUBLISH that delivers `delivery`: the publisher's properties, the user
  * properties `message-id`, `group-id`, `partition`, `delivery-count` (replacing any the publisher set
@@ -66,20 +82,17 @@ export function deliveryProperties(delivery: Delivery, nowMs: number): PublishPr
   if (stored.payloadFormatIndicator !== undefined) {
     properties.payloadFormatIndicator = stored.payloadFormatIndicator
   }
-  const ours: Array<[string, string]> = [
-    [QueueUserProperties.messageId, message.id],
-    [QueueUserProperties.groupId, delivery.group],
-    [QueueUserProperties.partition, String(message.partition)],
-    [QueueUserProperties.deliveryCount, String(delivery.deliveryCount)],
-  ]
-  const reserved = new Set(ours.map(([key]) => key))
+  // Built once per delivery: no intermediate arrays, the publisher's pairs first, then ours.
   const userProperties: UserProperties = {}
-  for (const [key, value] of [...(stored.userProperties ?? []).filter(([k]) => !reserved.has(k)), ...ours]) {
-    const existing = userProperties[key]
-    if (existing === undefined) userProperties[key] = value
-    else if (Array.isArray(existing)) existing.push(value)
-    else userProperties[key] = [existing, value]
+  if (stored.userProperties !== undefined) {
+    for (const [key, value] of stored.userProperties) {
+      if (!DELIVERY_USER_PROPERTIES.has(key)) addUserProperty(userProperties, key, value)
+    }
   }
+  addUserProperty(userProperties, QueueUserProperties.messageId, message.id)
+  addUserProperty(userProperties, QueueUserProperties.groupId, delivery.group)
+  addUserProperty(userProperties, QueueUserProperties.partition, String(message.partition))
+  addUserProperty(userProperties, QueueUserProperties.deliveryCount, String(delivery.deliveryCount))
   properties.userProperties = userProperties
   if (message.expiresAtMs !== undefined) {
     // At least 1 s: 0 would mean "no expiry" to some clients; the core does not hand out expired messages.
