@@ -157,12 +157,15 @@ function watchClient(client: Client, received: Totals, sent: Totals): void {
     if (type !== undefined) received.add(type, 1 + varIntBytes(packet.length) + packet.length)
   })
   const framer = new OutboundFramer(sent)
-  const conn = client.conn as unknown as { write: (chunk: unknown, ...rest: unknown[]) => boolean }
+  type Write = (chunk: unknown, encoding?: unknown, callback?: unknown) => boolean
+  const conn = client.conn as unknown as { write: Write }
   const write = conn.write
-  conn.write = function countedWrite(this: unknown, chunk: unknown, ...rest: unknown[]): boolean {
+  // Fixed arity (chunk, encoding, callback), so no rest array per write; Writable treats an undefined
+  // encoding or callback as one not given.
+  conn.write = function countedWrite(this: unknown, chunk: unknown, encoding?: unknown, callback?: unknown) {
     if (typeof chunk === 'string') {
-      framer.feedString(chunk, typeof rest[0] === 'string' ? (rest[0] as BufferEncoding) : undefined)
+      framer.feedString(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : undefined)
     } else if (chunk instanceof Uint8Array) framer.feed(chunk)
-    return write.call(this, chunk, ...rest)
+    return write.call(this, chunk, encoding, callback)
   }
 }

@@ -82,20 +82,22 @@ async function listenOn(server: NetServer | HttpServer, port: number, host: stri
  * (aedes waits for 'drain') is unchanged.
  */
 function corkPerTick(socket: Socket): void {
-  const write = socket.write.bind(socket)
+  const write = socket.write.bind(socket) as (chunk: unknown, encoding: unknown, callback: unknown) => boolean
   let corked = false
   const uncork = (): void => {
     corked = false
     socket.uncork()
   }
-  socket.write = ((...args: Parameters<Socket['write']>): boolean => {
+  // Fixed arity (write takes at most chunk, encoding, callback): no rest array per write; Writable
+  // treats an undefined encoding or callback as one not given.
+  socket.write = (chunk: unknown, encoding?: unknown, callback?: unknown): boolean => {
     if (!corked && !socket.destroyed) {
       corked = true
       socket.cork()
       process.nextTick(uncork)
     }
-    return write(...args)
-  }) as Socket['write']
+    return write(chunk, encoding, callback)
+  }
 }
 
 function closeServer(server: NetServer | HttpServer): Promise<void> {
