@@ -44,6 +44,25 @@ export default tseslint.config(
     },
   },
   {
+    // etcd is the cluster's business alone: nothing else may grow a dependency on it.
+    files: ['src/**/*.ts'],
+    ignores: ['src/cluster/**', 'src/protocol/**', 'src/queue/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['aedes', 'aedes-*', 'mqtt-packet'],
+              message: 'Only src/protocol imports aedes / mqtt-packet (STYLE.md).',
+            },
+            { group: ['etcd3', 'cockatiel'], message: 'Only src/cluster talks to etcd (STYLE.md).' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/queue/**/*.ts'],
     rules: {
       'no-restricted-imports': [
