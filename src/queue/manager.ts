@@ -167,11 +167,7 @@ export class QueueManager implements QueueService, DeliveryHost {
 
   async publish(input: PublishInput): Promise<QueueMessage> {
     this.assertOpen()
-    const refuse = (code: QueueErrorCode, message: string): never => {
-      this.observer.publishRefused(input.queue, code)
-      throw new QueueError(code, message)
-    }
-    const queue = this.checkedPublish(input, refuse)
+    const queue = this.checkedPublish(input)
     const settings = queue.settings
     const partition = input.partition ?? queue.partitionFor(input.partitionKey)
     if (
@@ -180,13 +176,15 @@ export class QueueManager implements QueueService, DeliveryHost {
       partition >= queue.logs.length ||
       !queue.isServed(partition)
     ) {
-      refuse(
+      this.refusePublish(
+        input,
         QueueErrorCodes.partitionNotServed,
         `partition ${partition} of queue ${queue.name} is not served by this node`,
       )
     }
     if (queue.depth() >= settings.maxDepth) {
-      refuse(
+      this.refusePublish(
+        input,
         QueueErrorCodes.queueFull,
         `queue ${queue.name} is full (maxDepth ${settings.maxDepth} messages)`,
       )
@@ -194,12 +192,12 @@ export class QueueManager implements QueueService, DeliveryHost {
     const now = this.clock.now()
     const expiresAtMs =
       input.messageExpirySeconds === undefined ? undefined : now + input.messageExpirySeconds * 1000
-    const message = this.append(queue, partition, {
-      payload: input.payload,
-      properties: input.properties,
-      enqueuedAtMs: now,
-      ...(expiresAtMs === undefined ? {} : { expiresAtMs }),
-    })
+    const message = this.append(
+      queue,
+      partition,
+      { payload: input.payload, properties: input.properties, enqueuedAtMs: now },
+      expiresAtMs,
+    )
     await this.commitAppend(queue, message, NO_OPS, undefined, settings.durability.sync)
     this.observer.enqueued(queue.name)
     return message
@@ -210,22 +208,23 @@ export class QueueManager implements QueueService, DeliveryHost {
    * storing anything: for a cluster node that keeps a message until the partition's owner takes it.
    */
   checkPublish(input: PublishInput): void {
-    this.checkedPublish(input, (code, message) => {
-      this.observer.publishRefused(input.queue, code)
-      throw new QueueError(code, message)
-    })
+    this.checkedPublish(input)
   }
 
-  private checkedPublish(
-    input: PublishInput,
-    refuse: (code: QueueErrorCode, message: string) => never,
-  ): Queue {
+  /** Counts a refused publish and throws its QueueError. */
+  private refusePublish(input: PublishInput, code: QueueErrorCode, message: string): never {
+    this.observer.publishRefused(input.queue, code)
+    throw new QueueError(code, message)
+  }
+
+  private checkedPublish(input: PublishInput): Queue {
     const problem = this.nameProblem(input.queue)
-    if (problem !== undefined) refuse(QueueErrorCodes.invalidQueueName, problem)
+    if (problem !== undefined) this.refusePublish(input, QueueErrorCodes.invalidQueueName, problem)
     const queue = this.queueNamed(input.queue)
     const settings = queue.settings
     if (input.payload.byteLength > settings.maxMessageBytes) {
-      refuse(
+      this.refusePublish(
+        input,
         QueueErrorCodes.messageTooLarge,
         `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
       )
@@ -848,11 +847,12 @@ export class QueueManager implements QueueService, DeliveryHost {
   private append(
     queue: Queue,
     partition: number,
-    content: Pick<QueueMessage, 'payload' | 'properties' | 'enqueuedAtMs' | 'expiresAtMs'>,
+    content: Pick<QueueMessage, 'payload' | 'properties' | 'enqueuedAtMs'>,
+    expiresAtMs?: number,
   ): QueueMessage {
     const log = queue.log(partition)
     const seq = log.nextSeq()
-    const message: QueueMessage = {
+    const message: { -readonly [K in keyof QueueMessage]: QueueMessage[K] } = {
       id: `${partition}-${seq}`,
       queue: queue.name,
       partition,
@@ -860,8 +860,9 @@ export class QueueManager implements QueueService, DeliveryHost {
       payload: content.payload,
       properties: content.properties,
       enqueuedAtMs: content.enqueuedAtMs,
-      ...(content.expiresAtMs === undefined ? {} : { expiresAtMs: content.expiresAtMs }),
     }
+    // Set only when there is one (no spread of a conditional object per publish): the field stays absent.
+    if (expiresAtMs !== undefined) message.expiresAtMs = expiresAtMs
     log.append(message)
     return message
   }
