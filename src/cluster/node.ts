@@ -12,6 +12,7 @@ import type { ServerContext } from '../server.js'
 import { ClusterQueues } from './cluster-queues.js'
 import { EtcdCoordinator } from './coordinator.js'
 import { ForwardBuffer } from './forward-buffer.js'
+import { registerClusterMetrics } from './metrics.js'
 import { attachClusterService } from './peer-server.js'
 import { Rebalancer } from './rebalancer.js'
 
@@ -76,6 +77,12 @@ export async function attachCluster(
     rebalancer.schedule()
   })
   ctx.addReadinessCheck('cluster', () => started && coordinator.isHealthy)
+  registerClusterMetrics(ctx.metrics.registry, {
+    etcdHealthy: () => started && coordinator.isHealthy,
+    partitionsOwned: () => rebalancer.ownedCount(),
+    forwardBufferMessages: () => queues.bufferedCount(),
+    nodes: () => ({ members: coordinator.memberIds().length, alive: coordinator.aliveIds().length }),
+  })
   ctx.onStopping(() => peerService.endStreams())
   ctx.onListening(async (ports) => {
     if (ports.grpcPort === null) throw new Error('a cluster node needs grpc.port')

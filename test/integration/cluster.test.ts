@@ -58,6 +58,13 @@ test(
     assertDeliveredOnce(load, COUNT)
     assert.equal(load.publishRetries, 0)
     assert.ok((load.perConsumer.get('w-2') ?? 0) > 0 && (load.perConsumer.get('w-3') ?? 0) > 0)
+    // The cluster's gauges on /metrics, as an operator's Prometheus sees them.
+    const metrics = await (await fetch(`http://127.0.0.1:${n1.httpPort}/metrics`)).text()
+    const value = (line: string) => Number(new RegExp(`^${line} (\\S+)$`, 'm').exec(metrics)?.[1])
+    assert.equal(value('spool_cluster_etcd_healthy'), 1)
+    assert.equal(value('spool_cluster_forward_buffer_messages'), 0)
+    assert.equal(value('spool_cluster_nodes\\{state="alive"\\}'), 3)
+    assert.equal(value('spool_cluster_partitions_owned'), view.nodes.find((n) => n.id === 'n1')!.partitions)
     t.diagnostic(`w-2 got ${load.perConsumer.get('w-2')}, w-3 got ${load.perConsumer.get('w-3')}`)
   },
 )
