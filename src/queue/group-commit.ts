@@ -4,27 +4,17 @@ import type { QueueStore, StoreOp } from './store.js'
 /** Builds a record's latest snapshot at flush time (e.g. a group's progress). */
 export type SnapshotSource = () => StoreOp
 
-/** The promise every commit of one batch gets, settled when the batch is written. */
-class BatchOutcome {
-  resolve!: () => void
-  reject!: (error: unknown) => void
-  readonly promise = new Promise<void>((resolve, reject) => {
-    this.resolve = resolve
-    this.reject = reject
-  })
-}
-
 /**
  * Group commit: every change made during one event-loop turn goes into one atomic store batch, and
- * all their promises settle together when it is written (they share one promise: per message, the
- * hot paths commit several times). At most one batch is being written at a time, so batches land in
- * order; changes made meanwhile wait for the next one. Records that change many times in a turn (a
- * partition's counters, a group's progress) are registered by key and snapshotted once, at flush time.
+ * all their promises settle together when it is written. At most one batch is being written at a
+ * time, so batches land in order; changes made meanwhile wait for the next one. Records that change
+ * many times in a turn (a partition's counters, a group's progress) are registered by key and
+ * snapshotted once, at flush time.
  */
 export class GroupCommit {
   private ops: StoreOp[] = []
   private snapshots = new Map<string, SnapshotSource>()
-  private outcome: BatchOutcome | undefined
+  private waiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = []
   private sync = false
   private scheduled = false
   private writing: Promise<void> | undefined
@@ -45,9 +35,11 @@ export class GroupCommit {
     for (const op of ops) this.ops.push(op)
     if (snapshots !== undefined) for (const [key, source] of snapshots) this.snapshots.set(key, source)
     this.sync ||= sync
-    this.outcome ??= new BatchOutcome()
+    // One promise per commit. One promise shared by the whole batch was tried: it cost more CPU per
+    // message (enqueue with 50 publishers, 17-18 -> 19-20 µs) and about a tenth of the throughput.
+    const done = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }))
     this.schedule()
-    return this.outcome.promise
+    return done
   }
 
   /**
@@ -74,26 +66,28 @@ export class GroupCommit {
 
   private flush = (): void => {
     this.scheduled = false
-    const outcome = this.outcome
-    if (outcome === undefined) return
+    if (this.waiters.length === 0) return
     const ops = this.ops
     for (const source of this.snapshots.values()) ops.push(source())
+    const waiters = this.waiters
     const sync = this.sync
     this.ops = []
     this.snapshots = new Map()
-    this.outcome = undefined
+    this.waiters = []
     this.sync = false
     const startedMs = performance.now()
     this.writing = this.store.write(ops, { sync }).then(
       () => {
         this.observer.batchWritten(ops.length, performance.now() - startedMs)
-        outcome.resolve()
+        for (const waiter of waiters) waiter.resolve()
       },
-      (error: unknown) => outcome.reject(error),
+      (error: unknown) => {
+        for (const waiter of waiters) waiter.reject(error)
+      },
     )
     void this.writing.finally(() => {
       this.writing = undefined
-      if (this.outcome !== undefined) this.schedule()
+      if (this.waiters.length > 0) this.schedule()
     })
   }
 }
