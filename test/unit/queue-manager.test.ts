@@ -4,27 +4,11 @@ import { test } from 'node:test'
 import { QueueError } from '../../src/queue/errors.js'
 import { QueueManager } from '../../src/queue/manager.js'
 import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
-import type { ConsumerConnection, Delivery, SettleAction } from '../../src/queue/types.js'
+import type { Delivery, SettleAction } from '../../src/queue/types.js'
 import { MemoryQueueStore } from '../../src/storage/memory-store.js'
 import { ManualClock } from '../helpers/manual-clock.js'
+import { FakeConsumer, payload, text } from '../helpers/recording-consumer.js'
 import { until } from '../helpers/wait.js'
-
-class FakeConsumer implements ConsumerConnection {
-  readonly deliveries: Delivery[] = []
-  constructor(
-    readonly clientId: string,
-    readonly receiveMaximum = 65535,
-  ) {}
-  deliver(delivery: Delivery): void {
-    this.deliveries.push(delivery)
-  }
-  userProperty(delivery: Delivery, key: string): string | undefined {
-    return delivery.message.properties.userProperties?.find(([name]) => name === key)?.[1]
-  }
-}
-
-const text = (delivery: Delivery) => Buffer.from(delivery.message.payload).toString()
-const payload = (value: string) => Buffer.from(value)
 
 async function setup(declared: Record<string, QueueSettingsOverrides> = {}, store = new MemoryQueueStore()) {
   const clock = new ManualClock()

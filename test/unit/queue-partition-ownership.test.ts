@@ -12,28 +12,13 @@ import { test, type TestContext } from 'node:test'
 import { QueueManager, type PartitionSnapshot } from '../../src/queue/manager.js'
 import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
 import type { QueueStore } from '../../src/queue/store.js'
-import type { ConsumerConnection, Delivery, QueueMessage } from '../../src/queue/types.js'
+import type { Delivery, QueueMessage } from '../../src/queue/types.js'
 import { LevelQueueStore } from '../../src/storage/level-store.js'
 import { MemoryQueueStore } from '../../src/storage/memory-store.js'
 import { ManualClock } from '../helpers/manual-clock.js'
+import { FakeConsumer, payload, text } from '../helpers/recording-consumer.js'
 import { until } from '../helpers/wait.js'
 
-class FakeConsumer implements ConsumerConnection {
-  readonly deliveries: Delivery[] = []
-  constructor(
-    readonly clientId: string,
-    readonly receiveMaximum = 65535,
-  ) {}
-  deliver(delivery: Delivery): void {
-    this.deliveries.push(delivery)
-  }
-  userProperty(delivery: Delivery, key: string): string | undefined {
-    return delivery.message.properties.userProperties?.find(([name]) => name === key)?.[1]
-  }
-}
-
-const text = (delivery: Delivery) => Buffer.from(delivery.message.payload).toString()
-const payload = (value: string) => Buffer.from(value)
 const seqsOf = (deliveries: Delivery[]) => deliveries.map((delivery) => delivery.message.seq)
 const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i)
 
