@@ -6,6 +6,7 @@ import { QueueError, QueueErrorCodes, type QueueErrorCode } from './errors.js'
 import { GroupCommit, type SnapshotSource } from './group-commit.js'
 import { GroupProgress, type Inflight } from './group-progress.js'
 import { silentLogger, type QueueLogger } from './logger.js'
+import { storedMessageBytes } from './message-size.js'
 import { silentObserver, type QueueObserver } from './observer.js'
 import type { DeliveryHost } from './partition-worker.js'
 import { Queue } from './queue.js'
@@ -222,11 +223,12 @@ export class QueueManager implements QueueService, DeliveryHost {
     if (problem !== undefined) this.refusePublish(input, QueueErrorCodes.invalidQueueName, problem)
     const queue = this.queueNamed(input.queue)
     const settings = queue.settings
-    if (input.payload.byteLength > settings.maxMessageBytes) {
+    const bytes = storedMessageBytes(queue.name, input.payload, input.properties)
+    if (bytes > settings.maxMessageBytes) {
       this.refusePublish(
         input,
         QueueErrorCodes.messageTooLarge,
-        `message of ${input.payload.byteLength} bytes exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
+        `message of ${bytes} bytes (payload ${input.payload.byteLength}, queue name and properties ${bytes - input.payload.byteLength}) exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
       )
     }
     return queue

@@ -19,7 +19,9 @@ const QUIET_MS = 300
 
 void test('maxDepth and maxMessageBytes answer 0x97 with a Reason String; the refused message is not stored', async (t) => {
   const queue = uniqueQueue('limits')
-  const server = await startTestServer(t, { raw: declareQueue(queue, { maxDepth: 3, maxMessageBytes: 16 }) })
+  // maxMessageBytes counts the queue name as well as the payload: room for 16 payload bytes here.
+  const maxMessageBytes = 16 + Buffer.byteLength(queue)
+  const server = await startTestServer(t, { raw: declareQueue(queue, { maxDepth: 3, maxMessageBytes }) })
   const topic = `$queue/${queue}`
   const publisher = await connectClient(t, server.mqttPort)
 
@@ -27,7 +29,7 @@ void test('maxDepth and maxMessageBytes answer 0x97 with a Reason String; the re
   assert.equal((await publishOutcome(publisher, topic, 'b')).reasonCode, 0)
   const tooLarge = await publishOutcome(publisher, topic, 'x'.repeat(17))
   assert.equal(tooLarge.reasonCode, 0x97)
-  assert.match(tooLarge.reasonString ?? '', /17 bytes.*maxMessageBytes 16/)
+  assert.match(tooLarge.reasonString ?? '', new RegExp(`payload 17.*maxMessageBytes ${maxMessageBytes}`))
   assert.equal(publisher.connected, true)
   assert.equal((await publishOutcome(publisher, topic, 'c'.repeat(16))).reasonCode, 0, '16 bytes fit')
   const full = await publishOutcome(publisher, topic, 'd')

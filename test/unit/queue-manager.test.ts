@@ -210,7 +210,8 @@ test('reject and exhausted retries land in dlq/<name> with the right properties'
 })
 
 test('depth and size limits refuse the publish with a QueueError', async () => {
-  const { manager } = await setup({ small: { maxDepth: 2, maxMessageBytes: 4 } })
+  // maxMessageBytes counts the queue name too: 'small' (5 bytes) + a payload of up to 4 bytes.
+  const { manager } = await setup({ small: { maxDepth: 2, maxMessageBytes: 9 } })
   await publishAll(manager, 'small', ['a', 'b'])
   await assert.rejects(publishAll(manager, 'small', ['c']), (error: unknown) => {
     assert.ok(error instanceof QueueError)
@@ -220,6 +221,44 @@ test('depth and size limits refuse the publish with a QueueError', async () => {
   await assert.rejects(publishAll(manager, 'small', ['12345']), { code: 'MESSAGE_TOO_LARGE' })
   await assert.rejects(publishAll(manager, 'bad/+', ['x']), { code: 'INVALID_QUEUE_NAME' })
   assert.equal(manager.depth('small'), 2)
+  await manager.close()
+})
+
+test('maxMessageBytes counts the queue name and every stored property, not just the payload', async () => {
+  const { manager } = await setup({ limited: { maxMessageBytes: 1000 } })
+  const payload = Buffer.from('tiny')
+  const fat = Array.from({ length: 10 }, (_, i): [string, string] => [`k${i}`, 'v'.repeat(60_000)])
+  await assert.rejects(manager.publish({ queue: 'limited', payload, properties: { userProperties: fat } }), {
+    code: 'MESSAGE_TOO_LARGE',
+    message: /exceeds maxMessageBytes 1000/,
+  })
+  for (const properties of [
+    { contentType: 'c'.repeat(1000) },
+    { responseTopic: 'r'.repeat(1000) },
+    { correlationData: Buffer.alloc(1000) },
+    { userProperties: [['k'.repeat(1000), ''] as [string, string]] },
+  ]) {
+    await assert.rejects(manager.publish({ queue: 'limited', payload, properties }), {
+      code: 'MESSAGE_TOO_LARGE',
+    })
+  }
+  // The default limit (1 MiB) holds against 2 MB of user properties on a 4-byte payload.
+  const huge = Array.from({ length: 40 }, (_, i): [string, string] => [`k${i}`, 'v'.repeat(50_000)])
+  await assert.rejects(manager.publish({ queue: 'other', payload, properties: { userProperties: huge } }), {
+    code: 'MESSAGE_TOO_LARGE',
+  })
+  // What fits: 1000 - 'limited' (7) - 'tiny' (4) = 989 bytes of property keys and values.
+  await manager.publish({
+    queue: 'limited',
+    payload,
+    properties: { userProperties: [['k', 'v'.repeat(988)]] },
+  })
+  await assert.rejects(
+    manager.publish({ queue: 'limited', payload, properties: { userProperties: [['k', 'v'.repeat(989)]] } }),
+    { code: 'MESSAGE_TOO_LARGE' },
+  )
+  assert.equal(manager.depth('limited'), 1)
+  assert.equal(manager.depth('other') ?? 0, 0)
   await manager.close()
 })
 
