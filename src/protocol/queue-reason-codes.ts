@@ -39,6 +39,7 @@ const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   GROUP_NOT_FOUND: R.unspecifiedError,
   QUEUE_EXISTS: R.unspecifiedError,
   QUEUE_IN_USE: R.unspecifiedError,
+  QUEUE_NOT_EMPTY: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
   // Cluster: the routing layer buffers publishes for partitions in motion; settles get this.
   PARTITION_NOT_SERVED: R.implementationSpecificError,
@@ -60,6 +61,7 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   GROUP_NOT_FOUND: R.unspecifiedError,
   QUEUE_EXISTS: R.unspecifiedError,
   QUEUE_IN_USE: R.unspecifiedError,
+  QUEUE_NOT_EMPTY: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
   PARTITION_NOT_SERVED: R.implementationSpecificError,
   // Direct routing: the Reason String names the nodes that own the queue's partitions.

@@ -13,6 +13,8 @@ export const QueueErrorCodes = {
   groupNotFound: 'GROUP_NOT_FOUND',
   queueExists: 'QUEUE_EXISTS',
   queueInUse: 'QUEUE_IN_USE',
+  /** A change that would break a promise about stored messages (partitions of a queue that holds some). */
+  queueNotEmpty: 'QUEUE_NOT_EMPTY',
   invalidSettings: 'INVALID_SETTINGS',
   storageFailure: 'STORAGE_FAILURE',
   closed: 'CLOSED',

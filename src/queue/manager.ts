@@ -636,7 +636,11 @@ export class QueueManager implements QueueService, DeliveryHost {
     return this.statsOf(queue)
   }
 
-  /** Changes settings of a queue (merged over what it has); partitions may grow, never shrink. */
+  /**
+   * Changes settings of a queue (merged over what it has). Partitions may grow, never shrink, and only
+   * while the queue holds no message: a key's partition follows from the partition count, so its
+   * newer messages would be delivered beside its older ones and per-key order would break.
+   */
   async updateQueue(name: string, overrides: QueueSettingsOverrides): Promise<QueueStats> {
     this.assertOpen()
     const queue = this.existingQueue(name)
@@ -654,6 +658,13 @@ export class QueueManager implements QueueService, DeliveryHost {
       throw new QueueError(
         QueueErrorCodes.invalidSettings,
         `partitions of queue ${name} can grow but not shrink (has ${queue.logs.length}, asked ${settings.partitions})`,
+      )
+    }
+    const stored = queue.depth()
+    if (settings.partitions !== queue.settings.partitions && stored > 0) {
+      throw new QueueError(
+        QueueErrorCodes.queueNotEmpty,
+        `partitions of queue ${name} cannot change while it holds ${stored} messages: keys would move to other partitions and their new messages could be delivered before their old ones; let the groups settle them (or purge the queue) first`,
       )
     }
     await this.commits.commit(

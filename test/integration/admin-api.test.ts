@@ -318,3 +318,66 @@ void test('DLQ: 3 rejected over MQTT, listed, one redriven by id, then the rest:
   assert.deepEqual((await api<{ messages: unknown[] }>('GET', `/queues/${q}/dead-letters`)).body.messages, [])
   assert.equal((await api<QueueView>('GET', `/queues/${q}`)).body.deadLetters, 0)
 })
+
+void test('partitions of a queue that holds messages cannot change (409 QUEUE_NOT_EMPTY); per-key order holds; an empty queue may grow', async (t) => {
+  const { server, api } = await withToken(t)
+  const queue = uniqueQueue('repartition')
+  assert.equal(
+    (await api('POST', '/queues', { body: { name: queue, settings: { partitions: 2 } } })).status,
+    201,
+  )
+  const publisher = await connectClient(t, server.mqttPort)
+  const keys = ['a', 'b', 'c', 'd', 'e']
+  for (let i = 0; i < 10; i++) {
+    await publisher.publishAsync(`$queue/${queue}`, `${keys[i % keys.length]}-${i}`, {
+      qos: 1,
+      properties: { userProperties: { 'partition-key': keys[i % keys.length]! } },
+    })
+  }
+  const grow = await api('PATCH', `/queues/${seg(queue)}`, { body: { settings: { partitions: 8 } } })
+  assert.equal(grow.status, 409)
+  assert.equal(errorCode(grow), 'QUEUE_NOT_EMPTY')
+  assert.match(JSON.stringify(grow.body), /holds 10 messages/)
+  const toStrict = await api('PATCH', `/queues/${seg(queue)}`, { body: { settings: { ordering: 'strict' } } })
+  assert.equal(errorCode(toStrict), 'INVALID_SETTINGS', 'strict ordering means one partition: a shrink')
+  const unchanged = await api<QueueView>('GET', `/queues/${seg(queue)}`)
+  assert.equal(unchanged.body.settings.partitions, 2)
+
+  // Ten more, then drain: every key's messages are acked in publish order.
+  for (let i = 10; i < 20; i++) {
+    await publisher.publishAsync(`$queue/${queue}`, `${keys[i % keys.length]}-${i}`, {
+      qos: 1,
+      properties: { userProperties: { 'partition-key': keys[i % keys.length]! } },
+    })
+  }
+  const consumer = await connectClient(t, server.mqttPort, { clientId: uniqueId('drain') })
+  const acked: string[] = []
+  consumer.on('message', (topic, payload, packet) => {
+    acked.push(payload.toString())
+    void settleOk(consumer, queue, '$ack', messageIdOf({ topic, payload, packet }))
+  })
+  await subscribeQueue(consumer, queue, 'g')
+  await within(
+    (async () => {
+      while ((await api<QueueView>('GET', `/queues/${seg(queue)}`)).body.depth > 0) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+    })(),
+    TIMEOUT_MS,
+    'queue drained',
+  )
+  for (const key of keys) {
+    const order = acked.filter((p) => p.startsWith(`${key}-`)).map((p) => Number(p.split('-')[1]))
+    assert.deepEqual(
+      order,
+      [...order].sort((x, y) => x - y),
+      `key ${key} in publish order`,
+    )
+  }
+  // Empty now: the change is allowed.
+  const grown = await api<QueueView>('PATCH', `/queues/${seg(queue)}`, {
+    body: { settings: { partitions: 8 } },
+  })
+  assert.equal(grown.status, 200)
+  assert.equal(grown.body.settings.partitions, 8)
+})
