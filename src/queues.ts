@@ -25,6 +25,7 @@ export const queuesExtension: ServerExtension = async (ctx) => {
     logger,
     observer: ctx.metrics.queueObserver,
     servesAllPartitions: !clustered,
+    implicitGroups: ctx.config.queues.implicitGroups,
   })
   await manager.open()
   ctx.metrics.watchQueues(manager)

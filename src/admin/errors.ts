@@ -29,6 +29,7 @@ export class AdminError extends Error {
 const QUEUE_ERROR_STATUS: Record<QueueErrorCode, number> = {
   INVALID_QUEUE_NAME: 400,
   INVALID_GROUP_NAME: 400,
+  GROUP_REQUIRED: 400,
   INVALID_SETTINGS: 400,
   AMBIGUOUS_GROUP: 400,
   MESSAGE_TOO_LARGE: 413,

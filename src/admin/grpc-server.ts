@@ -74,7 +74,15 @@ function queueMessage(view: QueueView) {
 }
 
 function groupMessage(group: GroupStats) {
-  return { name: group.name, consumers: group.consumers, backlog: group.backlog, inflight: group.inflight }
+  return {
+    name: group.name,
+    consumers: group.consumers,
+    backlog: group.backlog,
+    inflight: group.inflight,
+    implicit: group.implicit,
+    lastActiveAtMs: group.lastActiveAtMs,
+    expiresAtMs: group.expiresAtMs ?? 0,
+  }
 }
 
 function messageMessage(view: MessageView) {

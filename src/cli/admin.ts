@@ -195,16 +195,30 @@ const COMMANDS: Record<string, Command> = {
 }
 
 function groupsTable(
-  groups: ReadonlyArray<{ name: string; consumers: string[]; backlog: number; inflight: number }>,
+  groups: ReadonlyArray<{
+    name: string
+    consumers: string[]
+    backlog: number
+    inflight: number
+    implicit: boolean
+    lastActiveAtMs: number
+    expiresAtMs: number | null
+  }>,
 ) {
   if (groups.length === 0) return 'no consumer groups'
   return formatTable(
-    ['GROUP', 'BACKLOG', 'INFLIGHT', 'CONSUMERS'],
+    ['GROUP', 'BACKLOG', 'INFLIGHT', 'CONSUMERS', 'LAST ACTIVE', 'EXPIRES'],
     groups.map((g) => [
-      g.name,
+      g.implicit ? `${g.name} (implicit)` : g.name,
       g.backlog,
       g.inflight,
       g.consumers.length === 0 ? '-' : g.consumers.join(','),
+      g.consumers.length > 0 ? 'now' : new Date(g.lastActiveAtMs).toISOString(),
+      g.expiresAtMs === null
+        ? g.consumers.length > 0
+          ? '-'
+          : 'never'
+        : new Date(g.expiresAtMs).toISOString(),
     ]),
   )
 }

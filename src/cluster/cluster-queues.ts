@@ -24,6 +24,7 @@ import type {
   QueueMessage,
   QueueService,
   SettleInput,
+  SubscribeOptions,
 } from '../queue/types.js'
 import type { EtcdCoordinator } from './coordinator.js'
 import type { BufferedPublish, ForwardBuffer } from './forward-buffer.js'
@@ -148,7 +149,7 @@ export class ClusterQueues implements QueueService, PeerHandlers {
     connection: ConsumerConnection,
     queue: string,
     group: string,
-    options?: { persistentSession?: boolean },
+    options?: SubscribeOptions,
   ): Promise<void> {
     if (!isNodeLocal(queue)) {
       await this.registerQueue(queue)

@@ -29,6 +29,7 @@ export const SOURCE_MAPPINGS: readonly Mapping[] = [
   { path: ['cluster', 'leaseTtlSeconds'], env: 'SPOOL_LEASE_TTL_SECONDS', flag: 'lease-ttl-seconds' },
   { path: ['cluster', 'prefix'], env: 'SPOOL_ETCD_PREFIX', flag: 'etcd-prefix' },
   { path: ['log', 'level'], env: 'SPOOL_LOG_LEVEL', flag: 'log-level' },
+  { path: ['queues', 'implicitGroups'], env: 'SPOOL_IMPLICIT_GROUPS', flag: 'implicit-groups' },
   { path: ['auth', 'allowAnonymous'], env: 'SPOOL_ALLOW_ANONYMOUS', flag: 'allow-anonymous' },
   { path: ['admin', 'token'], env: 'SPOOL_ADMIN_TOKEN' },
 ]

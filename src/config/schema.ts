@@ -69,6 +69,11 @@ export interface SpoolConfig {
     defaults: QueueSettings
     /** Queues declared in config, each fully resolved: DEFAULT_QUEUE_SETTINGS < defaults < own. */
     declared: Record<string, QueueSettings>
+    /**
+     * Whether a SUBSCRIBE without `consumer-group` joins the group named after its client id (an
+     * implicit group, which expires after `implicitGroupExpiryMs`); false refuses it.
+     */
+    implicitGroups: boolean
   }
   /** MQTT authentication and ACLs (docs/security.md). */
   auth: AuthConfig
@@ -143,7 +148,7 @@ export function defaultConfig(): SpoolConfig {
     nodeId: hostname(),
     log: { level: 'info' },
     shutdown: { timeoutMs: 10_000 },
-    queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {} },
+    queues: { defaults: cloneSettings(DEFAULT_QUEUE_SETTINGS), declared: {}, implicitGroups: true },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
     admin: { token: null },
     metrics: { maxQueueLabels: 1000 },
@@ -261,6 +266,8 @@ export function resolveQueueSettings(raw: unknown, field: string, base: QueueSet
     'retry',
     'maxMessageBytes',
     'maxDepth',
+    'groupExpiryMs',
+    'implicitGroupExpiryMs',
   ])
   const d = objectAt(o.durability, `${field}.durability`, ['sync'])
   const r = objectAt(o.retry, `${field}.retry`, [
@@ -305,6 +312,14 @@ export function resolveQueueSettings(raw: unknown, field: string, base: QueueSet
       base.maxMessageBytes,
     ),
     maxDepth: integer(o.maxDepth, f('maxDepth'), 1, MAX, base.maxDepth),
+    groupExpiryMs: integer(o.groupExpiryMs, f('groupExpiryMs'), 0, MAX, base.groupExpiryMs),
+    implicitGroupExpiryMs: integer(
+      o.implicitGroupExpiryMs,
+      f('implicitGroupExpiryMs'),
+      0,
+      MAX,
+      base.implicitGroupExpiryMs,
+    ),
   }
 }
 
@@ -348,7 +363,7 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
   const grpc = objectAt(top.grpc, 'grpc', ['port'])
   const log = objectAt(top.log, 'log', ['level'])
   const shutdown = objectAt(top.shutdown, 'shutdown', ['timeoutMs'])
-  const queues = objectAt(top.queues, 'queues', ['defaults', 'declared'])
+  const queues = objectAt(top.queues, 'queues', ['defaults', 'declared', 'implicitGroups'])
   const metrics = objectAt(top.metrics, 'metrics', ['maxQueueLabels'])
 
   const nodeId = nonEmptyString(top.nodeId, 'nodeId', d.nodeId)
@@ -423,7 +438,11 @@ export function validateConfig(raw: RawConfig): SpoolConfig {
     shutdown: {
       timeoutMs: integer(shutdown.timeoutMs, 'shutdown.timeoutMs', 100, 600_000, d.shutdown.timeoutMs),
     },
-    queues: { defaults, declared },
+    queues: {
+      defaults,
+      declared,
+      implicitGroups: boolean(queues.implicitGroups, 'queues.implicitGroups', d.queues.implicitGroups),
+    },
     auth: validateAuth(top.auth),
     admin: validateAdmin(top.admin),
     metrics: {

@@ -197,6 +197,8 @@ export class SpoolMetrics {
   private readonly inflight: Gauge<'queue' | 'group'>
   private readonly consumers: Gauge<'queue' | 'group'>
   private readonly backlog: Gauge<'queue' | 'group'>
+  private readonly idleBacklog: Gauge<'queue' | 'group'>
+  private readonly idleSeconds: Gauge<'queue' | 'group'>
 
   constructor(options: SpoolMetricsOptions = {}) {
     this.labels = new LabelBound(options.maxQueueLabels ?? DEFAULT_MAX_QUEUE_LABELS)
@@ -260,6 +262,16 @@ export class SpoolMetrics {
       'Messages the group has not settled yet, in flight included.',
       ['queue', 'group'],
     )
+    this.idleBacklog = gauge(
+      'spool_queue_group_backlog',
+      'Messages held by a consumer group that has no member online (0 while it has members): what an abandoned group keeps stored until it expires.',
+      ['queue', 'group'],
+    )
+    this.idleSeconds = gauge(
+      'spool_queue_group_idle_seconds',
+      'Seconds since the last member of the group left (0 while it has members).',
+      ['queue', 'group'],
+    )
 
     // Per-message counters and histograms are folded (folded-metrics.ts): plain numbers on the hot
     // path, copied into prom-client at scrape time. The rare ones stay plain prom-client metrics.
@@ -307,6 +319,11 @@ export class SpoolMetrics {
       'spool_queue_dead_lettered_total',
       'Messages moved to dlq/<queue>, by reason (rejected, max-deliveries, timeout, expired).',
       ['queue', 'group', 'reason'],
+    )
+    const groupsExpired = counter(
+      'spool_queue_groups_expired_total',
+      'Consumer groups deleted after groupExpiryMs (implicitGroupExpiryMs) without a member online.',
+      ['queue'],
     )
     const expired = counter(
       'spool_queue_expired_total',
@@ -374,6 +391,7 @@ export class SpoolMetrics {
         deadLettered.inc({ ...l, reason })
         if (reason === DeadLetterReasons.expired) expired.inc(l)
       },
+      groupExpired: (queue) => groupsExpired.inc({ queue: this.labels.queue(queue) }),
       batchWritten: (ops, durationMs) => {
         batchOps.observe(ops)
         writeSeconds.observe(durationMs / 1000)
@@ -429,9 +447,18 @@ export class SpoolMetrics {
     if (source === undefined) return
     const queues = source.listQueues()
     const depth = new Map<string, number>()
+    const now = Date.now()
     const groups = new Map<
       string,
-      { queue: string; group: string; inflight: number; consumers: number; backlog: number }
+      {
+        queue: string
+        group: string
+        inflight: number
+        consumers: number
+        backlog: number
+        idleBacklog: number
+        idleSeconds: number
+      }
     >()
     for (const stats of queues) {
       const queue = this.labels.queue(stats.name)
@@ -439,22 +466,45 @@ export class SpoolMetrics {
       for (const g of stats.groups) {
         const group = this.labels.group(queue, g.name)
         const key = `${queue}\u0000${group}`
-        const sum = groups.get(key) ?? { queue, group, inflight: 0, consumers: 0, backlog: 0 }
+        const sum = groups.get(key) ?? {
+          queue,
+          group,
+          inflight: 0,
+          consumers: 0,
+          backlog: 0,
+          idleBacklog: 0,
+          idleSeconds: 0,
+        }
         sum.inflight += g.inflight
         sum.consumers += g.consumers.length
         sum.backlog += g.backlog
+        if (g.consumers.length === 0) {
+          sum.idleBacklog += g.backlog
+          sum.idleSeconds = Math.max(sum.idleSeconds, Math.max(0, now - g.lastActiveAtMs) / 1000)
+        }
         groups.set(key, sum)
       }
     }
     this.queueCount.set(queues.length)
     this.queueLabelsUsed.set(this.labels.queueLabels)
     // Reset first: a deleted queue or group must disappear, not keep its last value.
-    for (const gauge of [this.depth, this.inflight, this.consumers, this.backlog]) gauge.reset()
+    const gauges = [
+      this.depth,
+      this.inflight,
+      this.consumers,
+      this.backlog,
+      this.idleBacklog,
+      this.idleSeconds,
+    ]
+    for (const gauge of gauges) gauge.reset()
     for (const [queue, value] of depth) this.depth.set({ queue }, value)
-    for (const { queue, group, inflight, consumers, backlog } of groups.values()) {
-      this.inflight.set({ queue, group }, inflight)
-      this.consumers.set({ queue, group }, consumers)
-      this.backlog.set({ queue, group }, backlog)
+    for (const g of groups.values()) {
+      const labels = { queue: g.queue, group: g.group }
+      this.inflight.set(labels, g.inflight)
+      this.consumers.set(labels, g.consumers)
+      this.backlog.set(labels, g.backlog)
+      this.idleBacklog.set(labels, g.idleBacklog)
+      this.idleSeconds.set(labels, g.idleSeconds)
     }
   }
 }

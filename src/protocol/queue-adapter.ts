@@ -346,8 +346,8 @@ class MqttQueueAdapter implements QueueAdapter {
     // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
     if (!(client as Client & AedesClientInternals).connackSent) return
     const queue = sub.topic.slice(QUEUE_PREFIX.length)
-    const group =
-      userProperty(sub.userProperties, QueueUserProperties.consumerGroup) ?? defaultConsumerGroup(client.id)
+    const named = userProperty(sub.userProperties, QueueUserProperties.consumerGroup)
+    const group = named ?? defaultConsumerGroup(client.id)
     const consumer = this.#consumerOf(client)
     // [MQTT-3.8.4-8] deliveries at the granted QoS (a QoS 0 subscription gets QoS 0).
     consumer.granted(queue, sub.qos)
@@ -355,7 +355,10 @@ class MqttQueueAdapter implements QueueAdapter {
     try {
       await consumer.sessionReady
       consumer.joined = true
-      await this.#queues.subscribe(consumer, queue, group, { persistentSession })
+      await this.#queues.subscribe(consumer, queue, group, {
+        persistentSession,
+        implicitGroup: named === undefined,
+      })
       if (persistentSession) consumer.persistentSession = true
       this.#leaveIfGone(client, consumer)
     } catch (err) {

@@ -35,6 +35,7 @@ const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   CLOSED: R.unspecifiedError,
   // Admin-API errors: not raised on the MQTT path, mapped for completeness.
   INVALID_GROUP_NAME: R.unspecifiedError,
+  GROUP_REQUIRED: R.unspecifiedError,
   QUEUE_NOT_FOUND: R.unspecifiedError,
   GROUP_NOT_FOUND: R.unspecifiedError,
   QUEUE_EXISTS: R.unspecifiedError,
@@ -57,6 +58,8 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   CLOSED: R.unspecifiedError,
   // A `consumer-group` starting with `$` is reserved (e.g. `$pending` on dead-letter queues).
   INVALID_GROUP_NAME: R.topicFilterInvalid,
+  // queues.implicitGroups false: the Reason String asks for the consumer-group user property.
+  GROUP_REQUIRED: R.implementationSpecificError,
   QUEUE_NOT_FOUND: R.unspecifiedError,
   GROUP_NOT_FOUND: R.unspecifiedError,
   QUEUE_EXISTS: R.unspecifiedError,

@@ -5,10 +5,15 @@ export interface Clock {
   clearTimer(handle: unknown): void
 }
 
+/** The longest delay `setTimeout` honours (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1
+
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimer: (callback, delayMs) => {
-    const timer = setTimeout(callback, delayMs)
+    // Node fires a longer delay at once (TimeoutOverflowWarning); a far deadline (a group expiry of
+    // weeks) is armed again when this one fires early.
+    const timer = setTimeout(callback, Math.min(delayMs, MAX_TIMER_DELAY_MS))
     // Timers are bookkeeping (deadlines, retries); they must not keep a stopping process alive.
     timer.unref()
     return timer

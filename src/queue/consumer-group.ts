@@ -1,5 +1,7 @@
 import { GroupProgress } from './group-progress.js'
-import type { ConsumerConnection } from './types.js'
+import type { GroupRecord } from './store.js'
+import type { TimerEntry } from './timer-queue.js'
+import type { ConsumerConnection, QueueSettings } from './types.js'
 
 /** A connected client as the core sees it, across all its queues and groups. */
 export class ConsumerState {
@@ -36,12 +38,33 @@ export class Member {
 export class ConsumerGroup {
   readonly members: Member[] = []
   readonly progress: GroupProgress[] = []
+  /** Named after a client id (no `consumer-group` on the SUBSCRIBE that created it). */
+  implicit = false
+  /** Since when the group has had no member online; undefined while it has members. */
+  idleSinceMs: number | undefined
+  /** Deletes the group once it has been idle for its expiry; set only while idle. */
+  expiry: TimerEntry | undefined
   private nextMember = 0
 
   constructor(
     readonly queue: string,
     readonly name: string,
-  ) {}
+    idleSinceMs: number,
+  ) {
+    this.idleSinceMs = idleSinceMs
+  }
+
+  /** When an idle group expires under `settings`, or undefined (has members, never expires, internal). */
+  expiresAtMs(settings: QueueSettings): number | undefined {
+    const afterMs = this.implicit ? settings.implicitGroupExpiryMs : settings.groupExpiryMs
+    if (this.idleSinceMs === undefined || afterMs === 0 || this.name.startsWith('$')) return undefined
+    return this.idleSinceMs + afterMs
+  }
+
+  record(): GroupRecord {
+    const { queue, name: group, implicit, idleSinceMs } = this
+    return idleSinceMs === undefined ? { queue, group, implicit } : { queue, group, implicit, idleSinceMs }
+  }
 
   progressFor(partition: number, startAfterSeq: number): GroupProgress {
     let progress = this.progress[partition]

@@ -9,6 +9,8 @@ export const QueueErrorCodes = {
   unknownMessage: 'UNKNOWN_MESSAGE',
   ambiguousGroup: 'AMBIGUOUS_GROUP',
   invalidGroupName: 'INVALID_GROUP_NAME',
+  /** A SUBSCRIBE without `consumer-group` while implicit groups are off (`queues.implicitGroups`). */
+  groupRequired: 'GROUP_REQUIRED',
   queueNotFound: 'QUEUE_NOT_FOUND',
   groupNotFound: 'GROUP_NOT_FOUND',
   queueExists: 'QUEUE_EXISTS',

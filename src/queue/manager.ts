@@ -16,7 +16,14 @@ import {
   settingsProblem,
   type QueueSettingsOverrides,
 } from './settings.js'
-import type { GroupPartitionState, Membership, PartitionMeta, QueueStore, StoreOp } from './store.js'
+import type {
+  GroupPartitionState,
+  GroupRecord,
+  Membership,
+  PartitionMeta,
+  QueueStore,
+  StoreOp,
+} from './store.js'
 import { TimerQueue } from './timer-queue.js'
 import {
   DEFAULT_QUEUE_SETTINGS,
@@ -30,6 +37,7 @@ import {
   type QueueService,
   type QueueSettings,
   type SettleInput,
+  type SubscribeOptions,
 } from './types.js'
 
 export interface QueueManagerOptions {
@@ -47,6 +55,11 @@ export interface QueueManagerOptions {
    * node-local and always served. Default true (a single node serves everything).
    */
   servesAllPartitions?: boolean
+  /**
+   * Whether a consumer that names no group may join the one derived from its client id (an implicit
+   * group, see {@link SubscribeOptions.implicitGroup}). Default true.
+   */
+  implicitGroups?: boolean
 }
 
 /** A partition's stored bookkeeping, as one node hands it to another. */
@@ -73,6 +86,12 @@ export interface GroupStats {
   /** Messages this group has not settled yet (in flight included). */
   readonly backlog: number
   readonly inflight: number
+  /** Named after a client id, not by `consumer-group`. */
+  readonly implicit: boolean
+  /** When a member was last online: now while it has members, else when the last one left. */
+  readonly lastActiveAtMs: number
+  /** When the group will be deleted if no member comes back; null when it never expires. */
+  readonly expiresAtMs: number | null
 }
 
 export interface QueueStats {
@@ -115,6 +134,7 @@ export class QueueManager implements QueueService, DeliveryHost {
   /** Stored memberships by client id, for persistent sessions. */
   private readonly memberships = new Map<string, Membership[]>()
   private readonly servesAll: boolean
+  private readonly implicitGroups: boolean
   private opened = false
   /** Snapshots put here go straight into the group-commit batch being gathered. */
   private readonly nextBatch: SnapshotSink = {
@@ -129,6 +149,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     this.declared = options.declared ?? {}
     this.observer = options.observer ?? silentObserver
     this.servesAll = options.servesAllPartitions ?? true
+    this.implicitGroups = options.implicitGroups ?? true
     this.timers = new TimerQueue(this.clock)
     this.commits = new GroupCommit(this.store, this.observer)
   }
@@ -151,6 +172,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     }
     for (const membership of state.memberships) this.rememberMembership(membership)
     this.opened = true
+    await this.restoreGroupRecords(state.groupRecords)
     this.logger.info(
       { queues: this.queues.size, groups: state.groups.length, memberships: state.memberships.length },
       'queue state loaded',
@@ -238,7 +260,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     connection: ConsumerConnection,
     queueName: string,
     groupName: string,
-    options: { persistentSession?: boolean } = {},
+    options: SubscribeOptions = {},
   ): Promise<void> {
     this.assertOpen()
     this.assertQueueName(queueName)
@@ -248,9 +270,23 @@ export class QueueManager implements QueueService, DeliveryHost {
         `consumer group "${groupName}" is not allowed: it must be non-empty and not start with "$"`,
       )
     }
+    const implicit = options.implicitGroup === true
+    if (implicit && !this.implicitGroups) {
+      throw new QueueError(
+        QueueErrorCodes.groupRequired,
+        `queue ${queueName}: set the consumer-group user property on the SUBSCRIBE (implicit groups are off on this broker)`,
+      )
+    }
     const queue = this.queueNamed(queueName)
     const created = !queue.groups.has(groupName)
     const group = this.groupOf(queue, groupName)
+    const ops: StoreOp[] = []
+    // The group record changes when the group comes back from idle (a new one is idle until now) and
+    // when a consumer names an implicit group: it is implicit only while nobody has named it.
+    const wasIdle = group.members.length === 0
+    const namedNow = group.implicit && !implicit
+    if (created) group.implicit = implicit
+    else if (namedNow) group.implicit = false
     const consumer = this.consumerFor(connection)
     if (group.memberOf(consumer) === undefined) {
       const member = new Member(consumer, group)
@@ -261,7 +297,12 @@ export class QueueManager implements QueueService, DeliveryHost {
         'consumer joined group',
       )
     }
-    const ops: StoreOp[] = []
+    if (group.idleSinceMs !== undefined && group.members.length > 0) {
+      group.idleSinceMs = undefined
+      group.expiry?.cancel()
+      group.expiry = undefined
+    }
+    if (wasIdle || namedNow) ops.push({ type: 'putGroupRecord', record: group.record() })
     const membership = { clientId: connection.clientId, queue: queueName, group: groupName }
     if (options.persistentSession === true && this.rememberMembership(membership)) {
       ops.push({ type: 'putMembership', membership })
@@ -674,6 +715,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     )
     this.adminSettings.set(name, merged)
     queue.applySettings(settings)
+    for (const group of queue.groups.values()) this.scheduleExpiry(queue, group)
     return this.statsOf(queue)
   }
 
@@ -725,6 +767,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     const stored = this.adminSettings.get(name)
     if (stored !== undefined)
       ops.push({ type: 'putQueueSettings', record: { queue: name, settings: stored } })
+    for (const group of queue.groups.values()) ops.push({ type: 'putGroupRecord', record: group.record() })
     await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
     this.logger.info({ queue: name, purged }, 'queue purged')
     queue.wakeAll()
@@ -748,13 +791,20 @@ export class QueueManager implements QueueService, DeliveryHost {
         `group ${groupName} of queue ${queueName} has ${group.members.length} consumers online`,
       )
     }
+    await this.removeGroup(queue, group)
+  }
+
+  /** Deletes a group without members and the messages only it still held (an admin delete, an expiry). */
+  private async removeGroup(queue: Queue, group: ConsumerGroup): Promise<void> {
     for (const progress of group.progress)
       for (const entry of progress?.waiting.values() ?? []) entry.cancel()
-    queue.groups.delete(groupName)
-    const ops: StoreOp[] = []
+    group.expiry?.cancel()
+    group.expiry = undefined
+    queue.groups.delete(group.name)
+    const ops: StoreOp[] = [{ type: 'deleteGroupRecord', queue: queue.name, group: group.name }]
     const snapshots = new Map<string, SnapshotSource>()
     for (const log of queue.logs) {
-      ops.push({ type: 'deleteGroupState', queue: queueName, group: groupName, partition: log.partition })
+      ops.push({ type: 'deleteGroupState', queue: queue.name, group: group.name, partition: log.partition })
       ops.push(...this.retentionOps(queue, log.partition, snapshots))
     }
     await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
@@ -1056,18 +1106,22 @@ export class QueueManager implements QueueService, DeliveryHost {
     const groups: GroupStats[] = []
     let inflight = 0
     const consumers = new Set<string>()
+    const now = this.clock.now()
     for (const group of queue.groups.values()) {
-      let backlog = 0
       let groupInflight = 0
-      for (const log of queue.servedLogs()) {
-        const progress = group.progress[log.partition]
-        backlog += progress === undefined ? log.count : progress.backlog(log.committedSeq)
-        groupInflight += progress?.inflight.size ?? 0
-      }
+      for (const log of queue.servedLogs()) groupInflight += group.progress[log.partition]?.inflight.size ?? 0
       inflight += groupInflight
       const members = group.members.map((member) => member.consumer.connection.clientId)
       for (const member of members) consumers.add(member)
-      groups.push({ name: group.name, consumers: members, backlog, inflight: groupInflight })
+      groups.push({
+        name: group.name,
+        consumers: members,
+        backlog: this.backlogOf(queue, group),
+        inflight: groupInflight,
+        implicit: group.implicit,
+        lastActiveAtMs: group.idleSinceMs ?? now,
+        expiresAtMs: group.expiresAtMs(queue.settings) ?? null,
+      })
     }
     return {
       name: queue.name,
@@ -1077,6 +1131,16 @@ export class QueueManager implements QueueService, DeliveryHost {
       consumers: consumers.size,
       groups,
     }
+  }
+
+  /** Messages the group has not settled yet in the partitions served here (in flight included). */
+  private backlogOf(queue: Queue, group: ConsumerGroup): number {
+    let backlog = 0
+    for (const log of queue.servedLogs()) {
+      const progress = group.progress[log.partition]
+      backlog += progress === undefined ? log.count : progress.backlog(log.committedSeq)
+    }
+    return backlog
   }
 
   private existingQueue(name: string): Queue {
@@ -1161,7 +1225,72 @@ export class QueueManager implements QueueService, DeliveryHost {
       { queue: queue.name, group: group.name, clientId: member.consumer.connection.clientId },
       'consumer left group',
     )
+    if (group.members.length === 0) this.groupIdle(queue, group)
     queue.wakeAll()
+  }
+
+  // ---- Group lifecycle: a group with no member for its expiry is deleted ----
+
+  /** The last member left: the group's expiry clock starts, durably. */
+  private groupIdle(queue: Queue, group: ConsumerGroup): void {
+    group.idleSinceMs = this.clock.now()
+    this.scheduleExpiry(queue, group)
+    this.commits
+      .commit([{ type: 'putGroupRecord', record: group.record() }], new Map(), false)
+      .catch((error: unknown) => this.logWriteFailure(error, queue.name))
+  }
+
+  /** (Re)arms the expiry of an idle group under the queue's current settings. */
+  private scheduleExpiry(queue: Queue, group: ConsumerGroup): void {
+    group.expiry?.cancel()
+    group.expiry = undefined
+    const dueAtMs = group.expiresAtMs(queue.settings)
+    if (dueAtMs === undefined || group.members.length > 0) return
+    group.expiry = this.timers.schedule(dueAtMs, () => {
+      group.expiry = undefined
+      void this.expireGroup(queue, group).catch((error: unknown) => this.logWriteFailure(error, queue.name))
+    })
+  }
+
+  private async expireGroup(queue: Queue, group: ConsumerGroup): Promise<void> {
+    if (!this.opened || queue.groups.get(group.name) !== group || group.members.length > 0) return
+    const backlog = this.backlogOf(queue, group)
+    this.logger.info(
+      {
+        queue: queue.name,
+        group: group.name,
+        implicit: group.implicit,
+        idleSinceMs: group.idleSinceMs,
+        backlog,
+      },
+      'consumer group expired: no member for its expiry; its messages are released',
+    )
+    this.observer.groupExpired(queue.name, group.name)
+    await this.removeGroup(queue, group)
+  }
+
+  /**
+   * Groups as stored: implicit or not, idle since when. A group without a record (written before
+   * records existed, or imported from another node), or one that had members when the node stopped,
+   * is idle from now, and that is written down so the next restart does not move its clock again.
+   */
+  private async restoreGroupRecords(records: readonly GroupRecord[]): Promise<void> {
+    const now = this.clock.now()
+    const stored = new Map<string, GroupRecord>()
+    for (const record of records) stored.set(`${record.queue}\u0000${record.group}`, record)
+    const ops: StoreOp[] = []
+    for (const record of records) this.groupOf(this.queueNamed(record.queue), record.group)
+    for (const queue of this.queues.values()) {
+      for (const group of queue.groups.values()) {
+        if (group.name.startsWith('$')) continue
+        const record = stored.get(`${queue.name}\u0000${group.name}`)
+        group.implicit = record?.implicit ?? false
+        group.idleSinceMs = record?.idleSinceMs ?? now
+        if (record?.idleSinceMs === undefined) ops.push({ type: 'putGroupRecord', record: group.record() })
+        this.scheduleExpiry(queue, group)
+      }
+    }
+    if (ops.length > 0) await this.commits.commit(ops, new Map(), false)
   }
 
   private groupForSettle(connection: ConsumerConnection, queue: Queue, input: SettleInput): ConsumerGroup {
@@ -1234,8 +1363,9 @@ export class QueueManager implements QueueService, DeliveryHost {
   private groupOf(queue: Queue, name: string): ConsumerGroup {
     let group = queue.groups.get(name)
     if (group === undefined) {
-      group = new ConsumerGroup(queue.name, name)
+      group = new ConsumerGroup(queue.name, name, this.clock.now())
       queue.groups.set(name, group)
+      this.scheduleExpiry(queue, group)
     }
     return group
   }

@@ -14,6 +14,8 @@ export interface QueueObserver {
   settled(queue: string, group: string, action: SettleAction, sinceDeliveryMs: number | undefined): void
   timedOut(queue: string, group: string): void
   deadLettered(queue: string, group: string, reason: DeadLetterReason): void
+  /** A group had no member for its expiry and was deleted. */
+  groupExpired(queue: string, group: string): void
   /** One group commit written: how many ops, how long the write took. */
   batchWritten(ops: number, durationMs: number): void
 }
@@ -25,5 +27,6 @@ export const silentObserver: QueueObserver = {
   settled: () => undefined,
   timedOut: () => undefined,
   deadLettered: () => undefined,
+  groupExpired: () => undefined,
   batchWritten: () => undefined,
 }

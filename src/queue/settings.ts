@@ -53,6 +53,8 @@ export function settingsProblem(settings: QueueSettings): string | undefined {
   const nonNegative: Array<[string, number]> = [
     ['retry.initialDelayMs', settings.retry.initialDelayMs],
     ['retry.maxDelayMs', settings.retry.maxDelayMs],
+    ['groupExpiryMs', settings.groupExpiryMs],
+    ['implicitGroupExpiryMs', settings.implicitGroupExpiryMs],
   ]
   for (const [field, value] of nonNegative) {
     if (!Number.isSafeInteger(value) || value < 0)

@@ -30,6 +30,19 @@ export interface GroupPartitionState {
   readonly attempts: ReadonlyArray<readonly [seq: number, deliveryCount: number]>
 }
 
+/** What is durable about a consumer group as a whole (its progress is per partition). */
+export interface GroupRecord {
+  readonly queue: string
+  readonly group: string
+  /** Named after a client id because the SUBSCRIBE had no `consumer-group`: a shorter expiry. */
+  readonly implicit: boolean
+  /**
+   * When its last member left; absent while it has members. A node that stops with members online
+   * leaves it absent, and the group counts as idle from the next start.
+   */
+  readonly idleSinceMs?: number
+}
+
 /** A client's durable place in a consumer group, for MQTT sessions that outlive a connection. */
 export interface Membership {
   readonly clientId: string
@@ -60,15 +73,18 @@ export type StoreOp =
       readonly partition: number
     }
   | { readonly type: 'putQueueSettings'; readonly record: StoredQueueSettings }
+  | { readonly type: 'putGroupRecord'; readonly record: GroupRecord }
+  | { readonly type: 'deleteGroupRecord'; readonly queue: string; readonly group: string }
   | { readonly type: 'putMembership'; readonly membership: Membership }
   | { readonly type: 'deleteMembership'; readonly membership: Membership }
-  /** Deletes a queue's messages, partition metas, group states and settings (used by purge/delete). */
+  /** Deletes a queue's messages, partition metas, group states and records, and settings (purge/delete). */
   | { readonly type: 'deleteQueue'; readonly queue: string }
 
 /** Everything the core needs in memory after a restart (messages themselves are read lazily). */
 export interface StoredState {
   readonly partitions: readonly PartitionMeta[]
   readonly groups: readonly GroupPartitionState[]
+  readonly groupRecords: readonly GroupRecord[]
   readonly memberships: readonly Membership[]
   readonly queueSettings: readonly StoredQueueSettings[]
 }

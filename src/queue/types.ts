@@ -108,6 +108,13 @@ export interface QueueSettings {
   }
   maxMessageBytes: number
   maxDepth: number
+  /**
+   * A consumer group with no member online for this long is deleted, and the messages it held are
+   * released to the other groups' retention. 0: never.
+   */
+  groupExpiryMs: number
+  /** {@link groupExpiryMs} for implicit groups (a SUBSCRIBE without `consumer-group`). 0: never. */
+  implicitGroupExpiryMs: number
 }
 
 export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
@@ -126,6 +133,8 @@ export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
   },
   maxMessageBytes: 1024 * 1024,
   maxDepth: 100_000,
+  groupExpiryMs: 24 * 60 * 60 * 1000,
+  implicitGroupExpiryMs: 60 * 60 * 1000,
 }
 
 export const DeadLetterReasons = {
@@ -135,6 +144,16 @@ export const DeadLetterReasons = {
   expired: 'expired',
 } as const
 export type DeadLetterReason = (typeof DeadLetterReasons)[keyof typeof DeadLetterReasons]
+
+export interface SubscribeOptions {
+  /** Store the membership for {@link QueueService.resumeSession}. */
+  persistentSession?: boolean
+  /**
+   * The group was not named by the consumer (no `consumer-group`; the adapter derived it from the
+   * client id). Such a group expires after `implicitGroupExpiryMs`, and may be refused altogether.
+   */
+  implicitGroup?: boolean
+}
 
 /** What the core does; the adapter holds one of these. */
 export interface QueueService {
@@ -152,7 +171,7 @@ export interface QueueService {
     consumer: ConsumerConnection,
     queue: string,
     group: string,
-    options?: { persistentSession?: boolean },
+    options?: SubscribeOptions,
   ): Promise<void>
   /**
    * Rejoins every stored membership of `consumer.clientId` (a client that reconnected with its MQTT

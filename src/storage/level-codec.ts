@@ -5,7 +5,13 @@
  * 0x00 byte (never part of a name, [MQTT-4.7.3-2]), then fixed-width big-endian integers. Because the
  * name is terminated, queue `a` never shares a key prefix with `a/b` or `ab`.
  */
-import type { GroupPartitionState, Membership, PartitionMeta, StoredQueueSettings } from '../queue/store.js'
+import type {
+  GroupPartitionState,
+  GroupRecord,
+  Membership,
+  PartitionMeta,
+  StoredQueueSettings,
+} from '../queue/store.js'
 import type { MessageProperties, QueueMessage } from '../queue/types.js'
 
 export const RecordKinds = {
@@ -14,6 +20,7 @@ export const RecordKinds = {
   group: 0x67, // 'g'
   membership: 0x63, // 'c' (client)
   settings: 0x73, // 's'
+  groupRecord: 0x61, // 'a' (a group as a whole)
   format: 0x76, // 'v'
 } as const
 export type RecordKind = (typeof RecordKinds)[keyof typeof RecordKinds]
@@ -296,6 +303,32 @@ export function encodeQueueSettings(record: StoredQueueSettings): Buffer {
 export function decodeQueueSettings(key: Buffer, value: Buffer): StoredQueueSettings {
   const queue = key.toString('utf8', 1, key.length - 1)
   return { queue, settings: JSON.parse(value.toString('utf8')) as StoredQueueSettings['settings'] }
+}
+
+/** `a queue 0x00 group`: one record per consumer group of a queue. */
+export function groupRecordKey(queue: string, group: string): Buffer {
+  const prefix = queuePrefix(RecordKinds.groupRecord, queue)
+  return Buffer.concat([prefix, Buffer.from(group, 'utf8')])
+}
+
+/** `flags:u8 (bit 0 implicit, bit 1 idle) [idleSinceMs:u64]`. */
+export function encodeGroupRecord(record: GroupRecord): Buffer {
+  const idle = record.idleSinceMs !== undefined
+  const buf = Buffer.alloc(idle ? 9 : 1)
+  buf[0] = (record.implicit ? 1 : 0) | (idle ? 2 : 0)
+  if (record.idleSinceMs !== undefined) writeU64(buf, record.idleSinceMs, 1)
+  return buf
+}
+
+export function decodeGroupRecord(key: Buffer, value: Buffer): GroupRecord {
+  const sep = key.indexOf(SEP, 1)
+  const queue = key.toString('utf8', 1, sep)
+  const group = key.toString('utf8', sep + 1)
+  const flags = value[0] ?? 0
+  const implicit = (flags & 1) === 1
+  return (flags & 2) === 2
+    ? { queue, group, implicit, idleSinceMs: readU64(value, 1) }
+    : { queue, group, implicit }
 }
 
 /** `c clientId 0x00 queue 0x00 group 0x00`, empty value: a client's memberships are one prefix scan. */

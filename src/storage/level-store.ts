@@ -8,7 +8,10 @@ import { QueueError, QueueErrorCodes } from '../queue/errors.js'
 import type { QueueStore, StoreOp, StoredState } from '../queue/store.js'
 import type { QueueMessage } from '../queue/types.js'
 import {
+  decodeGroupRecord,
   decodeGroupState,
+  encodeGroupRecord,
+  groupRecordKey,
   decodeMembershipKey,
   decodeMessageValue,
   decodePartitionMeta,
@@ -177,15 +180,17 @@ export class LevelQueueStore implements QueueStore {
     const db = this.#requireDb()
     const kindRange = (kind: number) => prefixRange(Buffer.from([kind]))
     try {
-      const [metas, groups, memberships, settings] = await Promise.all([
+      const [metas, groups, records, memberships, settings] = await Promise.all([
         db.iterator(kindRange(RecordKinds.partition)).all(),
         db.iterator(kindRange(RecordKinds.group)).all(),
+        db.iterator(kindRange(RecordKinds.groupRecord)).all(),
         db.keys(kindRange(RecordKinds.membership)).all(),
         db.iterator(kindRange(RecordKinds.settings)).all(),
       ])
       return {
         partitions: metas.map(([key, value]) => decodePartitionMeta(key, value)),
         groups: groups.map(([key, value]) => decodeGroupState(key, value)),
+        groupRecords: records.map(([key, value]) => decodeGroupRecord(key, value)),
         memberships: memberships.map(decodeMembershipKey),
         queueSettings: settings.map(([key, value]) => decodeQueueSettings(key, value)),
       }
@@ -256,6 +261,18 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
         }
         queues[i] = op.record.queue
         break
+      case 'putGroupRecord':
+        out[i] = {
+          type: 'put',
+          key: groupRecordKey(op.record.queue, op.record.group),
+          value: encodeGroupRecord(op.record),
+        }
+        queues[i] = op.record.queue
+        break
+      case 'deleteGroupRecord':
+        out[i] = { type: 'del', key: groupRecordKey(op.queue, op.group) }
+        queues[i] = op.queue
+        break
       case 'putMembership':
         out[i] = { type: 'put', key: membershipKey(op.membership), value: EMPTY }
         queues[i] = op.membership.queue
@@ -319,7 +336,12 @@ async function expandQueueDeletes(db: Db, batch: PreparedBatch): Promise<LevelOp
       }
     }
     out.push({ type: 'del', key: queuePrefix(RecordKinds.settings, op) })
-    for (const kind of [RecordKinds.message, RecordKinds.partition, RecordKinds.group]) {
+    for (const kind of [
+      RecordKinds.message,
+      RecordKinds.partition,
+      RecordKinds.group,
+      RecordKinds.groupRecord,
+    ]) {
       let keys: Buffer[]
       try {
         keys = await db.keys(prefixRange(queuePrefix(kind, op))).all()

@@ -6,6 +6,7 @@
  */
 import type {
   GroupPartitionState,
+  GroupRecord,
   Membership,
   PartitionMeta,
   QueueStore,
@@ -27,6 +28,7 @@ interface QueueData {
   readonly metas: Map<number, PartitionMeta>
   /** Keyed by `${group}\u0000${partition}`; U+0000 cannot occur in a group name. */
   readonly groups: Map<string, GroupPartitionState>
+  readonly groupRecords: Map<string, GroupRecord>
   settings?: StoredQueueSettings
 }
 
@@ -88,14 +90,17 @@ export class MemoryQueueStore implements QueueStore {
       this.#requireOpen()
       const partitions: PartitionMeta[] = []
       const groups: GroupPartitionState[] = []
+      const groupRecords: GroupRecord[] = []
       const queueSettings: StoredQueueSettings[] = []
       for (const data of this.#queues.values()) {
         partitions.push(...data.metas.values())
         groups.push(...data.groups.values())
+        groupRecords.push(...data.groupRecords.values())
         if (data.settings !== undefined) queueSettings.push(data.settings)
       }
       // Stored metas and states are frozen deep copies, safe to hand out as they are.
-      return { partitions, groups, memberships: [...this.#memberships.values()], queueSettings }
+      const memberships = [...this.#memberships.values()]
+      return { partitions, groups, groupRecords, memberships, queueSettings }
     })
   }
 
@@ -106,7 +111,7 @@ export class MemoryQueueStore implements QueueStore {
   #queue(name: string): QueueData {
     let data = this.#queues.get(name)
     if (data === undefined) {
-      data = { partitions: new Map(), metas: new Map(), groups: new Map() }
+      data = { partitions: new Map(), metas: new Map(), groups: new Map(), groupRecords: new Map() }
       this.#queues.set(name, data)
     }
     return data
@@ -146,6 +151,12 @@ export class MemoryQueueStore implements QueueStore {
         return
       case 'putQueueSettings':
         this.#queue(op.record.queue).settings = op.record
+        return
+      case 'putGroupRecord':
+        this.#queue(op.record.queue).groupRecords.set(op.record.group, op.record)
+        return
+      case 'deleteGroupRecord':
+        this.#queues.get(op.queue)?.groupRecords.delete(op.group)
         return
       case 'putMembership':
         this.#memberships.set(membershipKey(op.membership), op.membership)
@@ -216,6 +227,12 @@ function copyOp(op: StoreOp): StoreOp {
           settings: JSON.parse(JSON.stringify(op.record.settings)) as StoredQueueSettings['settings'],
         }),
       }
+    case 'putGroupRecord': {
+      const { queue, group, implicit, idleSinceMs } = op.record
+      const record: GroupRecord =
+        idleSinceMs === undefined ? { queue, group, implicit } : { queue, group, implicit, idleSinceMs }
+      return { type: op.type, record: Object.freeze(record) }
+    }
     case 'putMembership':
     case 'deleteMembership': {
       const { clientId, queue, group } = op.membership

@@ -119,6 +119,16 @@ export function checkOp(op: StoreOp): void {
         throw invalidInput('queue settings must be an object')
       }
       return
+    case 'putGroupRecord':
+      checkName('queue', op.record.queue)
+      checkName('group', op.record.group)
+      if (typeof op.record.implicit !== 'boolean')
+        throw invalidInput('group record: implicit must be a boolean')
+      if (op.record.idleSinceMs !== undefined) checkUint('idleSinceMs', op.record.idleSinceMs)
+      return
+    case 'deleteGroupRecord':
+      checkName('queue', op.queue)
+      return checkName('group', op.group)
     case 'deleteQueue':
       return checkName('queue', op.queue)
     default:

@@ -31,6 +31,7 @@ void describe('LevelQueueStore', () => {
     assert.deepEqual(await store.loadState(), {
       partitions: [],
       groups: [],
+      groupRecords: [],
       memberships: [],
       queueSettings: [],
     })
@@ -81,6 +82,7 @@ void describe('LevelQueueStore', () => {
       groups: [
         { queue: 'jobs/ü', group: 'g', partition: 4, ackFloor: 8, settledAbove: [], attempts: [[9, 2]] },
       ],
+      groupRecords: [],
       memberships: [{ clientId: 'c1', queue: 'jobs/ü', group: 'g' }],
       queueSettings: [],
     })

@@ -91,6 +91,7 @@ function sortedState(state: StoredState): StoredState {
         settledAbove: [...g.settledAbove],
         attempts: g.attempts.map((a) => [...a] as const),
       })),
+    groupRecords: [...state.groupRecords].sort(byKey((r) => `${r.queue}\u0000${r.group}`)),
     memberships: [...state.memberships].sort(byKey((m) => `${m.clientId}\u0000${m.queue}\u0000${m.group}`)),
     queueSettings: [...state.queueSettings].sort(byKey((q) => q.queue)),
   }
@@ -130,6 +131,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
         assert.deepEqual(await store.loadState(), {
           partitions: [],
           groups: [],
+          groupRecords: [],
           memberships: [],
           queueSettings: [],
         })
@@ -144,6 +146,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
             put(m),
             { type: 'putPartitionMeta', meta: meta('jobs/a', 2, 7, 1) },
             { type: 'putGroupState', state: groupState('jobs/a', 'workers', 2, 4) },
+            { type: 'putGroupRecord', record: { queue: 'jobs/a', group: 'workers', implicit: false } },
             { type: 'putMembership', membership: { clientId: 'c1', queue: 'jobs/a', group: 'workers' } },
             { type: 'putQueueSettings', record: { queue: 'jobs/a', settings: { ordering: 'none' } } },
           ],
@@ -154,6 +157,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
         assert.deepEqual(sortedState(await store.loadState()), {
           partitions: [meta('jobs/a', 2, 7, 1)],
           groups: [groupState('jobs/a', 'workers', 2, 4)],
+          groupRecords: [{ queue: 'jobs/a', group: 'workers', implicit: false }],
           memberships: [{ clientId: 'c1', queue: 'jobs/a', group: 'workers' }],
           queueSettings: [{ queue: 'jobs/a', settings: { ordering: 'none' } }],
         })
@@ -386,6 +390,41 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           groupState('q/x', 'g', 0, 10),
           empty,
           groupState('q/x', 'gruppe/ü', 0, 2 ** 33),
+        ])
+      })
+
+      void test('putGroupRecord overwrites, deleteGroupRecord removes exactly one, deleteQueue removes them', async (t) => {
+        const store = await openStore(t)
+        const idleSinceMs = 2 ** 41 + 7
+        await store.write(
+          [
+            { type: 'putGroupRecord', record: { queue: 'q', group: 'g', implicit: false } },
+            { type: 'putGroupRecord', record: { queue: 'q', group: 'g', implicit: true, idleSinceMs } },
+            { type: 'putGroupRecord', record: { queue: 'q', group: 'g/ü', implicit: false, idleSinceMs: 0 } },
+            { type: 'putGroupRecord', record: { queue: 'q/2', group: 'g', implicit: false } },
+            { type: 'putGroupRecord', record: { queue: 'qq', group: 'h', implicit: true } },
+          ],
+          { sync: false },
+        )
+        assert.deepEqual(sortedState(await store.loadState()).groupRecords, [
+          { queue: 'q', group: 'g', implicit: true, idleSinceMs },
+          { queue: 'q', group: 'g/ü', implicit: false, idleSinceMs: 0 },
+          { queue: 'q/2', group: 'g', implicit: false },
+          { queue: 'qq', group: 'h', implicit: true },
+        ])
+        await store.write(
+          [
+            { type: 'deleteGroupRecord', queue: 'q', group: 'g/ü' },
+            { type: 'deleteGroupRecord', queue: 'absent', group: 'g' },
+            { type: 'deleteQueue', queue: 'q/2' },
+          ],
+          { sync: false },
+        )
+        await store.close()
+        await store.open()
+        assert.deepEqual(sortedState(await store.loadState()).groupRecords, [
+          { queue: 'q', group: 'g', implicit: true, idleSinceMs },
+          { queue: 'qq', group: 'h', implicit: true },
         ])
       })
 

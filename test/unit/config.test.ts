@@ -43,7 +43,7 @@ void test('defaults', () => {
     nodeId: hostname(),
     log: { level: 'info' },
     shutdown: { timeoutMs: 10_000 },
-    queues: { defaults: DEFAULT_QUEUE_SETTINGS, declared: {} },
+    queues: { defaults: DEFAULT_QUEUE_SETTINGS, declared: {}, implicitGroups: true },
     auth: { allowAnonymous: 'loopback', users: [], anonymousAcl: null },
     admin: { token: null },
     metrics: { maxQueueLabels: 1000 },

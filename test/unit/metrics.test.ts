@@ -14,9 +14,41 @@ function stats(name: string, depth: number, groups: Array<[string, number]>): Qu
     depth,
     inflight: 0,
     consumers: groups.length,
-    groups: groups.map(([group, backlog]) => ({ name: group, consumers: ['c'], backlog, inflight: 1 })),
+    groups: groups.map(([group, backlog]) => ({
+      name: group,
+      consumers: ['c'],
+      backlog,
+      inflight: 1,
+      implicit: false,
+      lastActiveAtMs: Date.now(),
+      expiresAtMs: null,
+    })),
   }
 }
+
+void test('a group without members shows its held backlog and idle time; one with members shows 0', async () => {
+  const metrics = new SpoolMetrics()
+  const idleSince = Date.now() - 90_000
+  const queue = stats('q', 8, [['live', 3]])
+  queue.groups.push({
+    name: 'gone',
+    consumers: [],
+    backlog: 8,
+    inflight: 0,
+    implicit: true,
+    lastActiveAtMs: idleSince,
+    expiresAtMs: idleSince + 3_600_000,
+  })
+  metrics.watchQueues({ listQueues: () => [queue] })
+  metrics.queueObserver.groupExpired('q', 'older')
+  const text = await metrics.exposition()
+  assert.equal(sample(text, 'spool_queue_group_backlog', { queue: 'q', group: 'gone' }), 8)
+  assert.equal(sample(text, 'spool_queue_group_backlog', { queue: 'q', group: 'live' }), 0)
+  const idle = sample(text, 'spool_queue_group_idle_seconds', { queue: 'q', group: 'gone' }) ?? 0
+  assert.ok(idle >= 90 && idle < 120, `idle seconds ${idle}`)
+  assert.equal(sample(text, 'spool_queue_group_idle_seconds', { queue: 'q', group: 'live' }), 0)
+  assert.equal(sample(text, 'spool_queue_groups_expired_total', { queue: 'q' }), 1)
+})
 
 void test('queues beyond maxQueueLabels are counted under queue="_other"', async () => {
   const metrics = new SpoolMetrics({ maxQueueLabels: 2 })
