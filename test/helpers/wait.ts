@@ -25,3 +25,20 @@ export async function within<T>(promise: Promise<T>, timeoutMs: number, what: st
     clearTimeout(timer)
   }
 }
+
+/**
+ * {@link until} for a condition that must be asked for (an HTTP call): re-asks every `intervalMs`
+ * until it holds; fails after `timeoutMs`.
+ */
+export async function eventually(
+  condition: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  intervalMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+  }
+}

@@ -23,7 +23,7 @@ import {
   type Received,
 } from '../helpers/server.js'
 import { messageIdOf, settleOk, subscribeQueue, uniqueQueue } from '../helpers/queues.js'
-import { within } from '../helpers/wait.js'
+import { eventually, within } from '../helpers/wait.js'
 
 async function withToken(t: Parameters<typeof startTestServer>[0]) {
   const server = await startTestServer(t, { raw: { admin: { token: TOKEN } } })
@@ -143,7 +143,19 @@ void test('queue lifecycle with the token: create, read, list, update, peek, gro
   await waitForCount(consumer, received, 2) // one in flight per partition
   const groups = await api<{ groups: GroupStats[] }>('GET', `/queues/${seg(queue)}/groups`)
   assert.equal(groups.status, 200)
-  assert.deepEqual(groups.body.groups, [{ name: group, consumers: [consumerId], backlog: 3, inflight: 2 }])
+  const [view] = groups.body.groups
+  assert.ok(view !== undefined && Math.abs(view.lastActiveAtMs - Date.now()) < 60_000, 'active now')
+  assert.deepEqual(groups.body.groups, [
+    {
+      name: group,
+      consumers: [consumerId],
+      backlog: 3,
+      inflight: 2,
+      implicit: false,
+      lastActiveAtMs: view.lastActiveAtMs,
+      expiresAtMs: null,
+    },
+  ])
   const stats = await api<QueueView>('GET', `/queues/${seg(queue)}`)
   assert.equal(stats.body.inflight, 2)
   assert.equal(stats.body.consumers, 1)
@@ -357,12 +369,8 @@ void test('partitions of a queue that holds messages cannot change (409 QUEUE_NO
     void settleOk(consumer, queue, '$ack', messageIdOf({ topic, payload, packet }))
   })
   await subscribeQueue(consumer, queue, 'g')
-  await within(
-    (async () => {
-      while ((await api<QueueView>('GET', `/queues/${seg(queue)}`)).body.depth > 0) {
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
-    })(),
+  await eventually(
+    async () => (await api<QueueView>('GET', `/queues/${seg(queue)}`)).body.depth === 0,
     TIMEOUT_MS,
     'queue drained',
   )

@@ -91,15 +91,29 @@ void test('spool queues/groups/dlq/cluster against a running broker: tables, --j
   assert.match(stats.stdout, new RegExp(`^queue: +${queue}$`, 'm'))
   assert.match(stats.stdout, /^depth: +3$/m)
   assert.match(stats.stdout, /^dead letters: +1$/m)
-  assert.match(stats.stdout, /^GROUP\s+BACKLOG\s+INFLIGHT\s+CONSUMERS$/m)
-  assert.match(rowOf(stats.stdout, group), new RegExp(`^${group}\\s+3\\s+1\\s+${consumerId}$`))
+  assert.match(stats.stdout, /^GROUP\s+BACKLOG\s+INFLIGHT\s+CONSUMERS\s+LAST ACTIVE\s+EXPIRES$/m)
+  assert.match(rowOf(stats.stdout, group), new RegExp(`^${group}\\s+3\\s+1\\s+${consumerId}\\s+now\\s+-$`))
 
   const groups = await spool('groups', queue)
   assert.equal(groups.code, 0, groups.stderr)
-  assert.match(rowOf(groups.stdout, group), new RegExp(`^${group}\\s+3\\s+1\\s+${consumerId}$`))
-  const groupsJson = JSON.parse((await spool('groups', queue, '--json')).stdout) as unknown
+  assert.match(rowOf(groups.stdout, group), new RegExp(`^${group}\\s+3\\s+1\\s+${consumerId}\\s+now\\s+-$`))
+  const groupsJson = JSON.parse((await spool('groups', queue, '--json')).stdout) as {
+    groups: Array<{ lastActiveAtMs: number }>
+  }
+  const lastActiveAtMs = groupsJson.groups[0]?.lastActiveAtMs ?? 0
+  assert.ok(Math.abs(lastActiveAtMs - Date.now()) < 60_000, 'active now')
   assert.deepEqual(groupsJson, {
-    groups: [{ name: group, consumers: [consumerId], backlog: 3, inflight: 1 }],
+    groups: [
+      {
+        name: group,
+        consumers: [consumerId],
+        backlog: 3,
+        inflight: 1,
+        implicit: false,
+        lastActiveAtMs,
+        expiresAtMs: null,
+      },
+    ],
   })
 
   const dlq = await spool('dlq', 'list', queue)

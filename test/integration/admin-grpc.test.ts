@@ -21,6 +21,9 @@ interface Group {
   consumers: string[]
   backlog: number
   inflight: number
+  implicit: boolean
+  lastActiveAtMs: number
+  expiresAtMs: number
 }
 interface Queue {
   name: string
@@ -108,10 +111,17 @@ void test('every rpc in one queue life: create, get, update, list, peek, dead le
   )
 
   const groups = await rpc<{ groups: Group[] }>('ListGroups', { name: queue })
-  assert.deepEqual(
-    groups.groups.find((g) => g.name === group),
-    { name: group, consumers: [consumerId], backlog: 3, inflight: 3 },
-  )
+  const view = groups.groups.find((g) => g.name === group)
+  assert.ok(view !== undefined && Math.abs(view.lastActiveAtMs - Date.now()) < 60_000, 'active now')
+  assert.deepEqual(view, {
+    name: group,
+    consumers: [consumerId],
+    backlog: 3,
+    inflight: 3,
+    implicit: false,
+    lastActiveAtMs: view.lastActiveAtMs,
+    expiresAtMs: 0,
+  })
 
   // One rejected, two acknowledged.
   const [poison, ...good] = received
