@@ -26,8 +26,20 @@ import {
 } from '../queue/types.js'
 import type { BrokerHooks } from './hooks.js'
 import { MqttQueueConsumer, type AedesClientInternals } from './queue-consumer.js'
-import { messagePropertiesOf, QueueUserProperties, userProperty } from './queue-properties.js'
-import { MqttReasonCodes, PublishRefusedError, subscribeReasonCode } from './queue-reason-codes.js'
+import {
+  messagePropertiesOf,
+  QueueUserProperties,
+  userProperty,
+  userPropertyValues,
+} from './queue-properties.js'
+import {
+  EdgeError,
+  EdgeErrorCodes,
+  MqttReasonCodes,
+  publishReasonCode,
+  PublishRefusedError,
+  subscribeReasonCode,
+} from './queue-reason-codes.js'
 import { defaultConsumerGroup, isQueueTopic, parseQueueTopic, QUEUE_PREFIX } from './queue-topics.js'
 
 /** What the adapter needs of the broker; `MqttBroker` from broker.ts fits. */
@@ -274,18 +286,10 @@ class MqttQueueAdapter implements QueueAdapter {
       )
     }
     const userProperties = packet.properties?.userProperties
-    // MQTT 3.1.1 has no user properties: the message id is the payload.
-    const messageId =
-      userProperty(userProperties, QueueUserProperties.messageId) ?? payloadText(packet).trim()
-    if (messageId === '') {
-      throw new PublishRefusedError(
-        MqttReasonCodes.unspecifiedError,
-        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
-      )
-    }
-    const input: SettleInput = { queue, messageId, action }
+    const messageIds = settleMessageIds(packet)
+    const common: Omit<SettleInput, 'messageId'> = { queue, action }
     const group = userProperty(userProperties, QueueUserProperties.groupId)
-    if (group !== undefined) input.group = group
+    if (group !== undefined) common.group = group
     if (action === SettleActions.nack) {
       const delay = userProperty(userProperties, QueueUserProperties.delayMs)
       if (delay !== undefined) {
@@ -296,35 +300,57 @@ class MqttQueueAdapter implements QueueAdapter {
             `user property "delay-ms" must be a non-negative integer, got "${delay}"`,
           )
         }
-        input.delayMs = delayMs
+        common.delayMs = delayMs
       }
     }
     if (action === SettleActions.reject) {
       const reason = userProperty(userProperties, QueueUserProperties.reason)
-      if (reason !== undefined) input.reason = reason
+      if (reason !== undefined) common.reason = reason
     }
     const consumer = this.#consumerOf(client)
-    if (consumer.settlesWithPuback) consumer.settledExplicitly(queue, messageId)
-    try {
-      await consumer.sessionReady
-      await this.#queues.settle(consumer, input)
-    } catch (err) {
-      const refusal = PublishRefusedError.from(err)
-      this.#logger.warn(
-        {
-          queue,
-          messageId,
-          action,
-          group,
-          clientId: client.id,
-          reasonCode: refusal.reasonCode,
-          err: refusal.message,
-          node: this.#aedes.id,
-        },
-        'queue settle refused',
-      )
-      throw refusal
+    if (consumer.settlesWithPuback) {
+      for (const messageId of messageIds) consumer.settledExplicitly(queue, messageId)
     }
+    const log = { queue, action, group, clientId: client.id, node: this.#aedes.id }
+    await consumer.sessionReady
+    if (messageIds.length === 1) {
+      const messageId = messageIds[0] ?? ''
+      try {
+        await this.#queues.settle(consumer, { ...common, messageId })
+      } catch (err) {
+        const refusal = PublishRefusedError.from(err)
+        this.#logger.warn(
+          { ...log, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
+          'queue settle refused',
+        )
+        throw refusal
+      }
+      return
+    }
+    // A batch: one settle per id, all issued in the order given (so the core sees them in that order
+    // and can group-commit them), then one answer for all.
+    const outcomes = await Promise.allSettled(
+      messageIds.map((messageId) => this.#queues.settle(consumer, { ...common, messageId })),
+    )
+    const failures: SettleFailure[] = []
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'rejected')
+        failures.push({ messageId: messageIds[i] ?? '', err: outcome.reason })
+    })
+    if (failures.length === 0) return
+    const refusal = batchRefusal(messageIds.length, failures)
+    this.#logger.warn(
+      {
+        ...log,
+        messageIds: failures.slice(0, LOGGED_FAILED_IDS).map((f) => f.messageId),
+        failed: failures.length,
+        settled: messageIds.length - failures.length,
+        reasonCode: refusal.reasonCode,
+        err: refusal.message,
+      },
+      'queue batch settle partly refused',
+    )
+    throw refusal
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE ----
@@ -462,6 +488,85 @@ class MqttQueueAdapter implements QueueAdapter {
     consumer.clear()
     if (consumer.joined) this.#queues.disconnect(consumer)
   }
+}
+
+/** Most message-ids one settle may carry (repeated user property `message-id`), docs/queue-protocol.md. */
+export const MAX_SETTLE_MESSAGE_IDS = 1000
+/** Longest Reason String of a partly refused batch settle, in characters. */
+const MAX_BATCH_REASON_CHARS = 512
+/** Failed ids named in the log line of a partly refused batch settle. */
+const LOGGED_FAILED_IDS = 20
+
+interface SettleFailure {
+  readonly messageId: string
+  readonly err: unknown
+}
+
+/**
+ * The message-ids of a settle: every `message-id` user property in order (MQTT 5 allows repeats), or,
+ * without one, the payload (MQTT 3.1.1 has no user properties). Refuses, before anything is settled, an
+ * empty list, more than {@link MAX_SETTLE_MESSAGE_IDS} ids, and an id given twice (its second settle
+ * could only fail, which would make a partial success out of a mistake).
+ */
+function settleMessageIds(packet: PublishPacket): readonly string[] {
+  const fromProperties = userPropertyValues(packet.properties?.userProperties, QueueUserProperties.messageId)
+  if (fromProperties.length === 0) {
+    const fromPayload = payloadText(packet).trim()
+    if (fromPayload === '') {
+      throw new PublishRefusedError(
+        MqttReasonCodes.unspecifiedError,
+        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
+      )
+    }
+    return [fromPayload]
+  }
+  if (fromProperties.length > MAX_SETTLE_MESSAGE_IDS) {
+    throw PublishRefusedError.from(
+      new EdgeError(
+        EdgeErrorCodes.invalidMessageIds,
+        `settle carries ${fromProperties.length} message-ids, at most ${MAX_SETTLE_MESSAGE_IDS} per settle; nothing was settled`,
+      ),
+    )
+  }
+  const seen = new Set<string>()
+  for (const id of fromProperties) {
+    if (seen.has(id)) {
+      throw PublishRefusedError.from(
+        new EdgeError(
+          EdgeErrorCodes.invalidMessageIds,
+          `message-id "${truncate(id, 64)}" is given twice in one settle; nothing was settled`,
+        ),
+      )
+    }
+    seen.add(id)
+  }
+  return fromProperties
+}
+
+/**
+ * The PUBACK of a batch settle in which some ids failed: the reason code of the first failure (in the
+ * order given) and a Reason String saying how many were settled and which ids failed and why, cut at
+ * {@link MAX_BATCH_REASON_CHARS} characters.
+ */
+function batchRefusal(total: number, failures: readonly SettleFailure[]): PublishRefusedError {
+  const first = failures[0]
+  let text = `${total - failures.length} of ${total} message-ids settled; failed:`
+  let named = 0
+  for (const { messageId, err } of failures) {
+    const entry = ` ${truncate(messageId, 64)} (${truncate(err instanceof Error ? err.message : String(err), 120)});`
+    const rest = failures.length - named - 1
+    const tail = rest > 0 ? ` and ${rest} more` : ''
+    if (text.length + entry.length + tail.length > MAX_BATCH_REASON_CHARS) break
+    text += entry
+    named++
+  }
+  if (named < failures.length) text += ` and ${failures.length - named} more`
+  else text = text.slice(0, -1)
+  return new PublishRefusedError(publishReasonCode(first?.err), text, { cause: first?.err })
+}
+
+function truncate(text: string, maxChars: number): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars - 1)}…`
 }
 
 function payloadText(packet: PublishPacket): string {

@@ -36,6 +36,16 @@ export function userProperty(userProperties: UserProperties | undefined, key: st
   return Array.isArray(value) ? value[0] : value
 }
 
+/** Every value of user property `key`, in the order sent (MQTT 5 allows a key to repeat, §3.3.2.3.7). */
+export function userPropertyValues(
+  userProperties: UserProperties | undefined,
+  key: string,
+): readonly string[] {
+  const value = userProperties?.[key]
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
+}
+
 /** What a queue keeps of a publisher's properties (Message Expiry is carried separately). */
 export function messagePropertiesOf(properties: PublishProperties | undefined): MessageProperties {
   const kept: MessageProperties = {}

@@ -505,3 +505,65 @@ void test('UNSUBSCRIBE, disconnect and sessions reach the core', async (t) => {
   await third.endAsync()
   await until(() => adapter.consumerCount === 0, TIMEOUT_MS, 'consumers forgotten')
 })
+
+void test('a settle with message-id repeated settles every id, one core call each in the order given', async (t) => {
+  const { server, queues } = await setup(t)
+  const calls: string[] = []
+  queues.onSettle = (input) => {
+    calls.push(`${input.action} ${input.messageId} ${input.group ?? '-'}`)
+    return Promise.resolve()
+  }
+  const client = await connectClient(t, server.mqttPort)
+  const ok = await publishOutcome(client, '$queue/jobs/$ack', '', {
+    userProperties: { 'message-id': ['1-3', '1-1', '1-2'], 'group-id': 'g' },
+  })
+  assert.deepEqual(ok, { reasonCode: 0, reasonString: undefined })
+  assert.deepEqual(calls, ['ack 1-3 g', 'ack 1-1 g', 'ack 1-2 g'])
+
+  // Any failure: the first failure's code, how many of how many, which ids and why. No silent success.
+  calls.length = 0
+  queues.onSettle = (input) => {
+    calls.push(input.messageId)
+    if (input.messageId === '2-1') return Promise.reject(new Error('disk on fire'))
+    if (input.messageId.startsWith('2-')) {
+      return Promise.reject(new QueueError(QueueErrorCodes.unknownMessage, `unknown ${input.messageId}`))
+    }
+    return Promise.resolve()
+  }
+  const partial = await publishOutcome(client, '$queue/jobs/$nack', '', {
+    userProperties: { 'message-id': ['1-4', '2-2', '1-5', '2-1'] },
+  })
+  assert.deepEqual(calls, ['1-4', '2-2', '1-5', '2-1'])
+  assert.equal(partial.reasonCode, 0x80)
+  assert.equal(
+    partial.reasonString,
+    '2 of 4 message-ids settled; failed: 2-2 (unknown 2-2); 2-1 (disk on fire)',
+  )
+
+  // The Reason String stays bounded however many fail.
+  const many = Array.from({ length: 1000 }, (_, i) => `2-${i + 10}`)
+  const all = await publishOutcome(client, '$queue/jobs/$reject', '', {
+    userProperties: { 'message-id': many },
+  })
+  assert.equal(all.reasonCode, 0x80)
+  assert.match(
+    all.reasonString ?? '',
+    /^0 of 1000 message-ids settled; failed: 2-10 \(unknown 2-10\);.* and \d+ more$/,
+  )
+  assert.ok((all.reasonString ?? '').length <= 512, `${all.reasonString?.length} characters`)
+
+  // Over the cap, or an id twice: refused with 0x83 before anything is settled.
+  calls.length = 0
+  const tooMany = await publishOutcome(client, '$queue/jobs/$ack', '', {
+    userProperties: { 'message-id': Array.from({ length: 1001 }, (_, i) => `1-${i}`) },
+  })
+  assert.equal(tooMany.reasonCode, 0x83)
+  assert.match(tooMany.reasonString ?? '', /1001 message-ids, at most 1000/)
+  const twice = await publishOutcome(client, '$queue/jobs/$extend', '', {
+    userProperties: { 'message-id': ['1-1', '1-2', '1-1'] },
+  })
+  assert.equal(twice.reasonCode, 0x83)
+  assert.match(twice.reasonString ?? '', /"1-1" is given twice/)
+  assert.deepEqual(calls, [])
+  assert.equal(client.connected, true)
+})
