@@ -28,8 +28,10 @@ import type { BrokerHooks } from './hooks.js'
 import { MqttQueueConsumer, type AedesClientInternals } from './queue-consumer.js'
 import {
   messagePropertiesOf,
+  isMessageIdForm,
+  nonNegativeIntegerProperty,
   QueueUserProperties,
-  userProperty,
+  singleUserProperty,
   userPropertyValues,
 } from './queue-properties.js'
 import {
@@ -228,17 +230,17 @@ class MqttQueueAdapter implements QueueAdapter {
     // Only QoS 2 can be a retransmission; checking first spares QoS 0/1 publishes an await.
     if (packet.qos === 2 && (await this.#isQos2Retransmission(client, packet))) return
     const properties = packet.properties
-    const input: PublishInput = {
-      queue,
-      payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
-      properties: messagePropertiesOf(properties),
-    }
-    const partitionKey = userProperty(properties?.userProperties, QueueUserProperties.partitionKey)
-    if (partitionKey !== undefined) input.partitionKey = partitionKey
-    if (properties?.messageExpiryInterval !== undefined && properties.messageExpiryInterval > 0) {
-      input.messageExpirySeconds = properties.messageExpiryInterval
-    }
     try {
+      const input: PublishInput = {
+        queue,
+        payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
+        properties: messagePropertiesOf(properties),
+      }
+      const partitionKey = singleUserProperty(properties?.userProperties, QueueUserProperties.partitionKey)
+      if (partitionKey !== undefined) input.partitionKey = partitionKey
+      if (properties?.messageExpiryInterval !== undefined && properties.messageExpiryInterval > 0) {
+        input.messageExpirySeconds = properties.messageExpiryInterval
+      }
       await this.#queues.publish(input)
     } catch (err) {
       const refusal = PublishRefusedError.from(err)
@@ -285,33 +287,35 @@ class MqttQueueAdapter implements QueueAdapter {
         'settles must come from a consumer connection',
       )
     }
-    const userProperties = packet.properties?.userProperties
-    const messageIds = settleMessageIds(packet)
+    const log = { queue, action, clientId: client.id, node: this.#aedes.id }
+    let messageIds: readonly string[]
     const common: Omit<SettleInput, 'messageId'> = { queue, action }
-    const group = userProperty(userProperties, QueueUserProperties.groupId)
-    if (group !== undefined) common.group = group
-    if (action === SettleActions.nack) {
-      const delay = userProperty(userProperties, QueueUserProperties.delayMs)
-      if (delay !== undefined) {
-        const delayMs = Number(delay)
-        if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
-          throw new PublishRefusedError(
-            MqttReasonCodes.unspecifiedError,
-            `user property "delay-ms" must be a non-negative integer, got "${delay}"`,
-          )
-        }
-        common.delayMs = delayMs
+    try {
+      const userProperties = packet.properties?.userProperties
+      messageIds = settleMessageIds(packet)
+      const group = singleUserProperty(userProperties, QueueUserProperties.groupId)
+      if (group !== undefined) common.group = group
+      if (action === SettleActions.nack) {
+        const delayMs = nonNegativeIntegerProperty(userProperties, QueueUserProperties.delayMs)
+        if (delayMs !== undefined) common.delayMs = delayMs
       }
+      if (action === SettleActions.reject) {
+        const reason = singleUserProperty(userProperties, QueueUserProperties.reason)
+        if (reason !== undefined) common.reason = reason
+      }
+    } catch (err) {
+      const refusal = err instanceof PublishRefusedError ? err : PublishRefusedError.from(err)
+      this.#logger.warn(
+        { ...log, reasonCode: refusal.reasonCode, err: refusal.message },
+        'queue settle refused',
+      )
+      throw refusal
     }
-    if (action === SettleActions.reject) {
-      const reason = userProperty(userProperties, QueueUserProperties.reason)
-      if (reason !== undefined) common.reason = reason
-    }
+    const group = common.group
     const consumer = this.#consumerOf(client)
     if (consumer.settlesWithPuback) {
       for (const messageId of messageIds) consumer.settledExplicitly(queue, messageId)
     }
-    const log = { queue, action, group, clientId: client.id, node: this.#aedes.id }
     await consumer.sessionReady
     if (messageIds.length === 1) {
       const messageId = messageIds[0] ?? ''
@@ -320,7 +324,7 @@ class MqttQueueAdapter implements QueueAdapter {
       } catch (err) {
         const refusal = PublishRefusedError.from(err)
         this.#logger.warn(
-          { ...log, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
+          { ...log, group, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
           'queue settle refused',
         )
         throw refusal
@@ -342,6 +346,7 @@ class MqttQueueAdapter implements QueueAdapter {
     this.#logger.warn(
       {
         ...log,
+        group,
         messageIds: failures.slice(0, LOGGED_FAILED_IDS).map((f) => f.messageId),
         failed: failures.length,
         settled: messageIds.length - failures.length,
@@ -372,8 +377,14 @@ class MqttQueueAdapter implements QueueAdapter {
     // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
     if (!(client as Client & AedesClientInternals).connackSent) return
     const queue = sub.topic.slice(QUEUE_PREFIX.length)
-    const group =
-      userProperty(sub.userProperties, QueueUserProperties.consumerGroup) ?? defaultConsumerGroup(client.id)
+    let group: string | undefined
+    try {
+      group =
+        singleUserProperty(sub.userProperties, QueueUserProperties.consumerGroup) ??
+        defaultConsumerGroup(client.id)
+    } catch (err) {
+      return this.#refuseSubscription(client, sub, queue, group, err)
+    }
     const consumer = this.#consumerOf(client)
     // [MQTT-3.8.4-8] deliveries at the granted QoS (a QoS 0 subscription gets QoS 0).
     consumer.granted(queue, sub.qos)
@@ -385,20 +396,25 @@ class MqttQueueAdapter implements QueueAdapter {
       if (persistentSession) consumer.persistentSession = true
       this.#leaveIfGone(client, consumer)
     } catch (err) {
-      this.#logger.warn(
-        {
-          queue,
-          group,
-          clientId: client.id,
-          reasonCode: subscribeReasonCode(err),
-          err: err instanceof Error ? err.message : String(err),
-          node: this.#aedes.id,
-        },
-        'queue subscription refused',
-      )
-      const reasonString = err instanceof Error ? err.message : String(err)
-      return { ...sub, refused: { reasonCode: subscribeReasonCode(err), reasonString } }
+      return this.#refuseSubscription(client, sub, queue, group, err)
     }
+  }
+
+  /** Logs a refused `$queue/` subscription and hands aedes its SUBACK reason code and Reason String. */
+  #refuseSubscription(
+    client: Client,
+    sub: Subscription,
+    queue: string,
+    group: string | undefined,
+    err: unknown,
+  ): RefusedSubscription {
+    const reasonCode = subscribeReasonCode(err)
+    const reasonString = err instanceof Error ? err.message : String(err)
+    this.#logger.warn(
+      { queue, group, clientId: client.id, reasonCode, err: reasonString, node: this.#aedes.id },
+      'queue subscription refused',
+    )
+    return { ...sub, refused: { reasonCode, reasonString } }
   }
 
   #onUnsubscribe(topics: string[], client: Client): void {
@@ -516,6 +532,14 @@ function settleMessageIds(packet: PublishPacket): readonly string[] {
       throw new PublishRefusedError(
         MqttReasonCodes.unspecifiedError,
         `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
+      )
+    }
+    if (!isMessageIdForm(fromPayload)) {
+      throw PublishRefusedError.from(
+        new EdgeError(
+          EdgeErrorCodes.invalidPayload,
+          `the payload of a settle without user property "message-id" must be one message id (<partition>-<seq>), got "${truncate(fromPayload, 64)}"`,
+        ),
       )
     }
     return [fromPayload]

@@ -567,3 +567,87 @@ void test('a settle with message-id repeated settles every id, one core call eac
   assert.deepEqual(calls, [])
   assert.equal(client.connected, true)
 })
+
+void test('delay-ms is 0|[1-9][0-9]* within the safe integers; anything else is refused with 0x83 and never reaches the core', async (t) => {
+  const { server, queues } = await setup(t)
+  const client = await connectClient(t, server.mqttPort)
+  const nack = (delay: string) =>
+    publishOutcome(client, '$queue/jobs/$nack', '', {
+      userProperties: { 'message-id': '1-1', 'delay-ms': delay },
+    })
+  for (const bad of [
+    '',
+    '1e3',
+    '0x10',
+    ' 5',
+    '5 ',
+    '05',
+    '-1',
+    '+5',
+    '1.5',
+    'NaN',
+    'Infinity',
+    '9007199254740992',
+  ]) {
+    const outcome = await nack(bad)
+    assert.equal(outcome.reasonCode, 0x83, `delay-ms "${bad}"`)
+    assert.match(outcome.reasonString ?? '', /"delay-ms" must be a non-negative integer/, `delay-ms "${bad}"`)
+  }
+  assert.equal(queues.settled.length, 0)
+  assert.equal((await nack('0')).reasonCode, 0)
+  assert.equal((await nack('9007199254740991')).reasonCode, 0)
+  assert.deepEqual(
+    queues.settled.map((s) => s.input.delayMs),
+    [0, 9007199254740991],
+  )
+  assert.equal(client.connected, true)
+})
+
+void test('a single-valued user property given twice is refused (0x83 PUBACK / SUBACK), not first-wins', async (t) => {
+  const { server, queues } = await setup(t)
+  const client = await connectClient(t, server.mqttPort)
+  const twice = [
+    ['$queue/jobs', 'partition-key', {}],
+    ['$queue/jobs/$ack', 'group-id', { 'message-id': '1-1' }],
+    ['$queue/jobs/$nack', 'delay-ms', { 'message-id': '1-1' }],
+    ['$queue/jobs/$reject', 'reason', { 'message-id': '1-1' }],
+  ] as const
+  for (const [topic, key, extra] of twice) {
+    const outcome = await publishOutcome(client, topic, 'x', {
+      userProperties: { ...extra, [key]: ['1', '2'] },
+    })
+    assert.equal(outcome.reasonCode, 0x83, `${key} twice`)
+    assert.equal(outcome.reasonString, `user property "${key}" is given 2 times; it takes one value`)
+  }
+  assert.equal(queues.published.length, 0)
+  assert.equal(queues.settled.length, 0)
+
+  const refused = await client
+    .subscribeAsync('$queue/jobs', {
+      qos: 1,
+      properties: { userProperties: { 'consumer-group': ['a', 'b'] } },
+    })
+    .then(
+      () => assert.fail('a repeated consumer-group must be refused'),
+      (err: { packet?: { granted?: number[]; properties?: { reasonString?: string } } }) => err.packet,
+    )
+  assert.deepEqual(refused?.granted, [0x83])
+  assert.match(refused?.properties?.reasonString ?? '', /"consumer-group" is given 2 times/)
+  assert.equal(queues.subscribed.length, 0)
+  assert.equal(client.connected, true)
+})
+
+void test('a settle whose payload (the 3.1.1 form of the id) is not a message id is refused: 0x99 for v5, closed for 3.1.1', async (t) => {
+  const { server, queues } = await setup(t)
+  const v5 = await connectClient(t, server.mqttPort)
+  const outcome = await publishOutcome(v5, '$queue/jobs/$ack', 'hello world')
+  assert.equal(outcome.reasonCode, 0x99)
+  assert.match(outcome.reasonString ?? '', /must be one message id \(<partition>-<seq>\), got "hello world"/)
+  assert.equal(v5.connected, true)
+
+  const v4 = await connectClient(t, server.mqttPort, { protocolVersion: 4, reconnectPeriod: 0 })
+  const closed = new Promise<void>((resolve) => v4.once('close', () => resolve()))
+  v4.publish('$queue/jobs/$ack', '01-2', { qos: 1 })
+  await within(closed, TIMEOUT_MS, 'the 3.1.1 connection to close')
+  assert.equal(queues.settled.length, 0)
+})
