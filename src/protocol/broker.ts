@@ -27,6 +27,13 @@ import type { LevelPersistence } from './persistence/level-persistence.js'
 
 export const WEBSOCKET_PATH = '/mqtt'
 
+/**
+ * Most topic levels a PUBLISH topic or SUBSCRIBE filter may have (aedes' `maxTopicLevels`, capped at
+ * qlobber's default `max_words` of 100 that its router and the session persistence are built with).
+ * More is refused by aedes (patch 033), never passed on (docs/conformance.md).
+ */
+export const MAX_TOPIC_LEVELS = 100
+
 export interface MqttBrokerOptions {
   nodeId: string
   host: string
@@ -116,6 +123,7 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
     persistence: options.persistence,
     // Patch 001: accept `$share/` subscriptions and advertise them; SharedSubscriptions dispatches.
     sharedSubscriptions: true,
+    maxTopicLevels: MAX_TOPIC_LEVELS,
     ...(options.limits === undefined
       ? {}
       : {
@@ -148,6 +156,21 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
         node: options.nodeId,
       },
       'publish dropped for a client: exceeds its Maximum Packet Size [MQTT-3.1.2-25]',
+    )
+  })
+  // Patch 033: a topic (filter) over aedes' level limit is refused (v5: PUBACK/PUBREC 0x90 or
+  // SUBACK 0x8F with a Reason String; 3.1.1: PUBLISH closes the connection, SUBACK 0x80).
+  emitter.on('topicRefused', (client: Client, packetType: string, topic: string, reason: string) => {
+    logger.warn(
+      {
+        clientId: client.id,
+        packet: packetType,
+        topic: topic.length > 100 ? `${topic.slice(0, 100)}…` : topic,
+        topicBytes: Buffer.byteLength(topic),
+        reason,
+        node: options.nodeId,
+      },
+      `${packetType} refused: topic has more than ${MAX_TOPIC_LEVELS} levels`,
     )
   })
   aedes.on('connectionError', (_client: Client, err: Error) => {

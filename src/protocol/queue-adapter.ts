@@ -42,7 +42,13 @@ import {
   PublishRefusedError,
   subscribeReasonCode,
 } from './queue-reason-codes.js'
-import { defaultConsumerGroup, isQueueTopic, parseQueueTopic, QUEUE_PREFIX } from './queue-topics.js'
+import {
+  defaultConsumerGroup,
+  isQueueTopic,
+  parseQueueTopic,
+  QUEUE_PREFIX,
+  queueNameLimitProblem,
+} from './queue-topics.js'
 
 /** What the adapter needs of the broker; `MqttBroker` from broker.ts fits. */
 export interface QueueAdapterBroker {
@@ -222,6 +228,21 @@ class MqttQueueAdapter implements QueueAdapter {
     if (this.#closed) return
     const topic = parseQueueTopic(packet.topic)
     if (topic === undefined) return
+    const tooLong = queueNameLimitProblem(topic.queue)
+    if (tooLong !== undefined) {
+      const refusal = PublishRefusedError.from(new EdgeError(EdgeErrorCodes.queueNameTooLong, tooLong))
+      this.#logger.warn(
+        {
+          queue: topic.queue.slice(0, 100),
+          clientId: client?.id,
+          reasonCode: refusal.reasonCode,
+          err: refusal.message,
+          node: this.#aedes.id,
+        },
+        topic.kind === 'message' ? 'queue publish refused' : 'queue settle refused',
+      )
+      throw refusal
+    }
     if (topic.kind === 'message') return this.#publish(client, packet, topic.queue)
     return this.#settle(client, packet, topic.queue, topic.action)
   }
@@ -377,6 +398,11 @@ class MqttQueueAdapter implements QueueAdapter {
     // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
     if (!(client as Client & AedesClientInternals).connackSent) return
     const queue = sub.topic.slice(QUEUE_PREFIX.length)
+    const tooLong = queueNameLimitProblem(queue)
+    if (tooLong !== undefined) {
+      const err = new EdgeError(EdgeErrorCodes.queueNameTooLong, tooLong)
+      return this.#refuseSubscription(client, sub, queue.slice(0, 100), undefined, err)
+    }
     let group: string | undefined
     try {
       group =
