@@ -54,7 +54,7 @@ export interface MqttLimits {
   topicAliasMaximum: number
   /** Server Keep Alive cap for v5 clients, seconds; 0 = none. */
   maxKeepAliveSeconds: number
-  /** Largest inbound packet, bytes; 0 = no limit. Larger: DISCONNECT 0x95. */
+  /** Largest inbound packet, bytes (config default 1 MiB); 0 = no limit. Larger: DISCONNECT 0x95. */
   maximumPacketSize: number
 }
 
@@ -68,6 +68,16 @@ export interface MqttBroker {
   /** True while listeners are open. */
   readonly listening: boolean
   close(): Promise<void>
+}
+
+/** aedes' error for an inbound packet above `maximumPacketSize` (lib/client.js rejectPacketTooLarge). */
+interface PacketTooLargeError extends Error {
+  size?: number
+  maximumPacketSize?: number
+}
+
+function isPacketTooLarge(err: Error): err is PacketTooLargeError {
+  return err.message === 'packet too large' && 'maximumPacketSize' in err
 }
 
 function portOf(server: NetServer | HttpServer): number {
@@ -143,8 +153,25 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
   // aedes emits 'error' for persistence failures; an unhandled 'error' event would crash the process.
   const emitter: EventEmitter = aedes
   aedes.on('clientError', (client: Client, err: Error) => {
+    if (isPacketTooLarge(err)) return logPacketTooLarge(client, err)
     logger.debug({ clientId: client.id, err: err.message }, 'client error')
   })
+  // [MQTT-3.2.2-15] aedes rejects an inbound packet above `maximumPacketSize` (v5: DISCONNECT 0x95;
+  // 3.1.1 or before CONNACK: closed) and reports it as a client or connection error.
+  const logPacketTooLarge = (client: Client, err: PacketTooLargeError): void => {
+    logger.warn(
+      {
+        clientId: client.id,
+        protocolVersion: client.version,
+        bytes: err.size,
+        max: err.maximumPacketSize,
+        node: options.nodeId,
+      },
+      client.version === 5
+        ? 'packet too large: DISCONNECT 0x95 [MQTT-3.2.2-15]'
+        : 'packet too large: connection closed [MQTT-3.2.2-15]',
+    )
+  }
   // Patch 028: a PUBLISH larger than the client's Maximum Packet Size is discarded for that client.
   emitter.on('publishTooLarge', (client: Client, packet: { topic: string }, size: number) => {
     logger.warn(
@@ -173,7 +200,8 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
       `${packetType} refused: topic has more than ${MAX_TOPIC_LEVELS} levels`,
     )
   })
-  aedes.on('connectionError', (_client: Client, err: Error) => {
+  aedes.on('connectionError', (client: Client, err: Error) => {
+    if (isPacketTooLarge(err)) return logPacketTooLarge(client, err)
     logger.debug({ err: err.message }, 'connection error')
   })
   emitter.on('error', (err: Error) => logger.error({ err }, 'broker error'))
