@@ -35,7 +35,10 @@ export interface SpoolConfig {
     topicAliasMaximum: number
     /** Server Keep Alive cap for v5 clients (seconds); 0 = no cap. 3.1.1 clients keep theirs. */
     maxKeepAliveSeconds: number
-    /** Largest packet accepted (bytes, advertised); above it: DISCONNECT 0x95. 0 = no limit. */
+    /**
+     * Largest packet accepted (bytes, advertised in CONNACK); above it: DISCONNECT 0x95 (3.1.1: closed).
+     * Default 1 MiB; 0 = no limit (an explicit opt-out).
+     */
     maximumPacketSize: number
   }
   ws: {
@@ -138,7 +141,8 @@ export function defaultConfig(): SpoolConfig {
       receiveMaximum: 65535,
       topicAliasMaximum: 10,
       maxKeepAliveSeconds: 0,
-      maximumPacketSize: 0,
+      // 1 MiB, as EMQX: an unlimited default let any client make the broker buffer up to 256 MiB.
+      maximumPacketSize: 1_048_576,
     },
     ws: { port: null },
     http: { port: 8080 },

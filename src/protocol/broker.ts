@@ -27,6 +27,13 @@ import type { LevelPersistence } from './persistence/level-persistence.js'
 
 export const WEBSOCKET_PATH = '/mqtt'
 
+/**
+ * Most topic levels a PUBLISH topic or SUBSCRIBE filter may have (aedes' `maxTopicLevels`, capped at
+ * qlobber's default `max_words` of 100 that its router and the session persistence are built with).
+ * More is refused by aedes (patch 033), never passed on (docs/conformance.md).
+ */
+export const MAX_TOPIC_LEVELS = 100
+
 export interface MqttBrokerOptions {
   nodeId: string
   host: string
@@ -47,7 +54,7 @@ export interface MqttLimits {
   topicAliasMaximum: number
   /** Server Keep Alive cap for v5 clients, seconds; 0 = none. */
   maxKeepAliveSeconds: number
-  /** Largest inbound packet, bytes; 0 = no limit. Larger: DISCONNECT 0x95. */
+  /** Largest inbound packet, bytes (config default 1 MiB); 0 = no limit. Larger: DISCONNECT 0x95. */
   maximumPacketSize: number
 }
 
@@ -61,6 +68,16 @@ export interface MqttBroker {
   /** True while listeners are open. */
   readonly listening: boolean
   close(): Promise<void>
+}
+
+/** aedes' error for an inbound packet above `maximumPacketSize` (lib/client.js rejectPacketTooLarge). */
+interface PacketTooLargeError extends Error {
+  size?: number
+  maximumPacketSize?: number
+}
+
+function isPacketTooLarge(err: Error): err is PacketTooLargeError {
+  return err.message === 'packet too large' && 'maximumPacketSize' in err
 }
 
 function portOf(server: NetServer | HttpServer): number {
@@ -116,6 +133,7 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
     persistence: options.persistence,
     // Patch 001: accept `$share/` subscriptions and advertise them; SharedSubscriptions dispatches.
     sharedSubscriptions: true,
+    maxTopicLevels: MAX_TOPIC_LEVELS,
     ...(options.limits === undefined
       ? {}
       : {
@@ -135,8 +153,25 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
   // aedes emits 'error' for persistence failures; an unhandled 'error' event would crash the process.
   const emitter: EventEmitter = aedes
   aedes.on('clientError', (client: Client, err: Error) => {
+    if (isPacketTooLarge(err)) return logPacketTooLarge(client, err)
     logger.debug({ clientId: client.id, err: err.message }, 'client error')
   })
+  // [MQTT-3.2.2-15] aedes rejects an inbound packet above `maximumPacketSize` (v5: DISCONNECT 0x95;
+  // 3.1.1 or before CONNACK: closed) and reports it as a client or connection error.
+  const logPacketTooLarge = (client: Client, err: PacketTooLargeError): void => {
+    logger.warn(
+      {
+        clientId: client.id,
+        protocolVersion: client.version,
+        bytes: err.size,
+        max: err.maximumPacketSize,
+        node: options.nodeId,
+      },
+      client.version === 5
+        ? 'packet too large: DISCONNECT 0x95 [MQTT-3.2.2-15]'
+        : 'packet too large: connection closed [MQTT-3.2.2-15]',
+    )
+  }
   // Patch 028: a PUBLISH larger than the client's Maximum Packet Size is discarded for that client.
   emitter.on('publishTooLarge', (client: Client, packet: { topic: string }, size: number) => {
     logger.warn(
@@ -150,7 +185,23 @@ export async function createMqttBroker(options: MqttBrokerOptions): Promise<Mqtt
       'publish dropped for a client: exceeds its Maximum Packet Size [MQTT-3.1.2-25]',
     )
   })
-  aedes.on('connectionError', (_client: Client, err: Error) => {
+  // Patch 033: a topic (filter) over aedes' level limit is refused (v5: PUBACK/PUBREC 0x90 or
+  // SUBACK 0x8F with a Reason String; 3.1.1: PUBLISH closes the connection, SUBACK 0x80).
+  emitter.on('topicRefused', (client: Client, packetType: string, topic: string, reason: string) => {
+    logger.warn(
+      {
+        clientId: client.id,
+        packet: packetType,
+        topic: topic.length > 100 ? `${topic.slice(0, 100)}…` : topic,
+        topicBytes: Buffer.byteLength(topic),
+        reason,
+        node: options.nodeId,
+      },
+      `${packetType} refused: topic has more than ${MAX_TOPIC_LEVELS} levels`,
+    )
+  })
+  aedes.on('connectionError', (client: Client, err: Error) => {
+    if (isPacketTooLarge(err)) return logPacketTooLarge(client, err)
     logger.debug({ err: err.message }, 'connection error')
   })
   emitter.on('error', (err: Error) => logger.error({ err }, 'broker error'))

@@ -26,9 +26,29 @@ import {
 } from '../queue/types.js'
 import type { BrokerHooks } from './hooks.js'
 import { MqttQueueConsumer, type AedesClientInternals } from './queue-consumer.js'
-import { messagePropertiesOf, QueueUserProperties, userProperty } from './queue-properties.js'
-import { MqttReasonCodes, PublishRefusedError, subscribeReasonCode } from './queue-reason-codes.js'
-import { defaultConsumerGroup, isQueueTopic, parseQueueTopic, QUEUE_PREFIX } from './queue-topics.js'
+import {
+  messagePropertiesOf,
+  isMessageIdForm,
+  nonNegativeIntegerProperty,
+  QueueUserProperties,
+  singleUserProperty,
+  userPropertyValues,
+} from './queue-properties.js'
+import {
+  EdgeError,
+  EdgeErrorCodes,
+  MqttReasonCodes,
+  publishReasonCode,
+  PublishRefusedError,
+  subscribeReasonCode,
+} from './queue-reason-codes.js'
+import {
+  defaultConsumerGroup,
+  isQueueTopic,
+  parseQueueTopic,
+  QUEUE_PREFIX,
+  queueNameLimitProblem,
+} from './queue-topics.js'
 
 /** What the adapter needs of the broker; `MqttBroker` from broker.ts fits. */
 export interface QueueAdapterBroker {
@@ -208,6 +228,21 @@ class MqttQueueAdapter implements QueueAdapter {
     if (this.#closed) return
     const topic = parseQueueTopic(packet.topic)
     if (topic === undefined) return
+    const tooLong = queueNameLimitProblem(topic.queue)
+    if (tooLong !== undefined) {
+      const refusal = PublishRefusedError.from(new EdgeError(EdgeErrorCodes.queueNameTooLong, tooLong))
+      this.#logger.warn(
+        {
+          queue: topic.queue.slice(0, 100),
+          clientId: client?.id,
+          reasonCode: refusal.reasonCode,
+          err: refusal.message,
+          node: this.#aedes.id,
+        },
+        topic.kind === 'message' ? 'queue publish refused' : 'queue settle refused',
+      )
+      throw refusal
+    }
     if (topic.kind === 'message') return this.#publish(client, packet, topic.queue)
     return this.#settle(client, packet, topic.queue, topic.action)
   }
@@ -216,17 +251,17 @@ class MqttQueueAdapter implements QueueAdapter {
     // Only QoS 2 can be a retransmission; checking first spares QoS 0/1 publishes an await.
     if (packet.qos === 2 && (await this.#isQos2Retransmission(client, packet))) return
     const properties = packet.properties
-    const input: PublishInput = {
-      queue,
-      payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
-      properties: messagePropertiesOf(properties),
-    }
-    const partitionKey = userProperty(properties?.userProperties, QueueUserProperties.partitionKey)
-    if (partitionKey !== undefined) input.partitionKey = partitionKey
-    if (properties?.messageExpiryInterval !== undefined && properties.messageExpiryInterval > 0) {
-      input.messageExpirySeconds = properties.messageExpiryInterval
-    }
     try {
+      const input: PublishInput = {
+        queue,
+        payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload,
+        properties: messagePropertiesOf(properties),
+      }
+      const partitionKey = singleUserProperty(properties?.userProperties, QueueUserProperties.partitionKey)
+      if (partitionKey !== undefined) input.partitionKey = partitionKey
+      if (properties?.messageExpiryInterval !== undefined && properties.messageExpiryInterval > 0) {
+        input.messageExpirySeconds = properties.messageExpiryInterval
+      }
       await this.#queues.publish(input)
     } catch (err) {
       const refusal = PublishRefusedError.from(err)
@@ -273,58 +308,75 @@ class MqttQueueAdapter implements QueueAdapter {
         'settles must come from a consumer connection',
       )
     }
-    const userProperties = packet.properties?.userProperties
-    // MQTT 3.1.1 has no user properties: the message id is the payload.
-    const messageId =
-      userProperty(userProperties, QueueUserProperties.messageId) ?? payloadText(packet).trim()
-    if (messageId === '') {
-      throw new PublishRefusedError(
-        MqttReasonCodes.unspecifiedError,
-        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
-      )
-    }
-    const input: SettleInput = { queue, messageId, action }
-    const group = userProperty(userProperties, QueueUserProperties.groupId)
-    if (group !== undefined) input.group = group
-    if (action === SettleActions.nack) {
-      const delay = userProperty(userProperties, QueueUserProperties.delayMs)
-      if (delay !== undefined) {
-        const delayMs = Number(delay)
-        if (!Number.isSafeInteger(delayMs) || delayMs < 0) {
-          throw new PublishRefusedError(
-            MqttReasonCodes.unspecifiedError,
-            `user property "delay-ms" must be a non-negative integer, got "${delay}"`,
-          )
-        }
-        input.delayMs = delayMs
-      }
-    }
-    if (action === SettleActions.reject) {
-      const reason = userProperty(userProperties, QueueUserProperties.reason)
-      if (reason !== undefined) input.reason = reason
-    }
-    const consumer = this.#consumerOf(client)
-    if (consumer.settlesWithPuback) consumer.settledExplicitly(queue, messageId)
+    const log = { queue, action, clientId: client.id, node: this.#aedes.id }
+    let messageIds: readonly string[]
+    const common: Omit<SettleInput, 'messageId'> = { queue, action }
     try {
-      await consumer.sessionReady
-      await this.#queues.settle(consumer, input)
+      const userProperties = packet.properties?.userProperties
+      messageIds = settleMessageIds(packet)
+      const group = singleUserProperty(userProperties, QueueUserProperties.groupId)
+      if (group !== undefined) common.group = group
+      if (action === SettleActions.nack) {
+        const delayMs = nonNegativeIntegerProperty(userProperties, QueueUserProperties.delayMs)
+        if (delayMs !== undefined) common.delayMs = delayMs
+      }
+      if (action === SettleActions.reject) {
+        const reason = singleUserProperty(userProperties, QueueUserProperties.reason)
+        if (reason !== undefined) common.reason = reason
+      }
     } catch (err) {
-      const refusal = PublishRefusedError.from(err)
+      const refusal = err instanceof PublishRefusedError ? err : PublishRefusedError.from(err)
       this.#logger.warn(
-        {
-          queue,
-          messageId,
-          action,
-          group,
-          clientId: client.id,
-          reasonCode: refusal.reasonCode,
-          err: refusal.message,
-          node: this.#aedes.id,
-        },
+        { ...log, reasonCode: refusal.reasonCode, err: refusal.message },
         'queue settle refused',
       )
       throw refusal
     }
+    const group = common.group
+    const consumer = this.#consumerOf(client)
+    if (consumer.settlesWithPuback) {
+      for (const messageId of messageIds) consumer.settledExplicitly(queue, messageId)
+    }
+    await consumer.sessionReady
+    if (messageIds.length === 1) {
+      const messageId = messageIds[0] ?? ''
+      try {
+        await this.#queues.settle(consumer, { ...common, messageId })
+      } catch (err) {
+        const refusal = PublishRefusedError.from(err)
+        this.#logger.warn(
+          { ...log, group, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
+          'queue settle refused',
+        )
+        throw refusal
+      }
+      return
+    }
+    // A batch: one settle per id, all issued in the order given (so the core sees them in that order
+    // and can group-commit them), then one answer for all.
+    const outcomes = await Promise.allSettled(
+      messageIds.map((messageId) => this.#queues.settle(consumer, { ...common, messageId })),
+    )
+    const failures: SettleFailure[] = []
+    outcomes.forEach((outcome, i) => {
+      if (outcome.status === 'rejected')
+        failures.push({ messageId: messageIds[i] ?? '', err: outcome.reason })
+    })
+    if (failures.length === 0) return
+    const refusal = batchRefusal(messageIds.length, failures)
+    this.#logger.warn(
+      {
+        ...log,
+        group,
+        messageIds: failures.slice(0, LOGGED_FAILED_IDS).map((f) => f.messageId),
+        failed: failures.length,
+        settled: messageIds.length - failures.length,
+        reasonCode: refusal.reasonCode,
+        err: refusal.message,
+      },
+      'queue batch settle partly refused',
+    )
+    throw refusal
   }
 
   // ---- SUBSCRIBE / UNSUBSCRIBE ----
@@ -346,7 +398,17 @@ class MqttQueueAdapter implements QueueAdapter {
     // memberships come back through resumeSession (see #onConnack), so just let aedes keep the topic.
     if (!(client as Client & AedesClientInternals).connackSent) return
     const queue = sub.topic.slice(QUEUE_PREFIX.length)
-    const named = userProperty(sub.userProperties, QueueUserProperties.consumerGroup)
+    const tooLong = queueNameLimitProblem(queue)
+    if (tooLong !== undefined) {
+      const err = new EdgeError(EdgeErrorCodes.queueNameTooLong, tooLong)
+      return this.#refuseSubscription(client, sub, queue.slice(0, 100), undefined, err)
+    }
+    let named: string | undefined
+    try {
+      named = singleUserProperty(sub.userProperties, QueueUserProperties.consumerGroup)
+    } catch (err) {
+      return this.#refuseSubscription(client, sub, queue, undefined, err)
+    }
     const group = named ?? defaultConsumerGroup(client.id)
     const consumer = this.#consumerOf(client)
     // [MQTT-3.8.4-8] deliveries at the granted QoS (a QoS 0 subscription gets QoS 0).
@@ -362,20 +424,25 @@ class MqttQueueAdapter implements QueueAdapter {
       if (persistentSession) consumer.persistentSession = true
       this.#leaveIfGone(client, consumer)
     } catch (err) {
-      this.#logger.warn(
-        {
-          queue,
-          group,
-          clientId: client.id,
-          reasonCode: subscribeReasonCode(err),
-          err: err instanceof Error ? err.message : String(err),
-          node: this.#aedes.id,
-        },
-        'queue subscription refused',
-      )
-      const reasonString = err instanceof Error ? err.message : String(err)
-      return { ...sub, refused: { reasonCode: subscribeReasonCode(err), reasonString } }
+      return this.#refuseSubscription(client, sub, queue, group, err)
     }
+  }
+
+  /** Logs a refused `$queue/` subscription and hands aedes its SUBACK reason code and Reason String. */
+  #refuseSubscription(
+    client: Client,
+    sub: Subscription,
+    queue: string,
+    group: string | undefined,
+    err: unknown,
+  ): RefusedSubscription {
+    const reasonCode = subscribeReasonCode(err)
+    const reasonString = err instanceof Error ? err.message : String(err)
+    this.#logger.warn(
+      { queue, group, clientId: client.id, reasonCode, err: reasonString, node: this.#aedes.id },
+      'queue subscription refused',
+    )
+    return { ...sub, refused: { reasonCode, reasonString } }
   }
 
   #onUnsubscribe(topics: string[], client: Client): void {
@@ -465,6 +532,93 @@ class MqttQueueAdapter implements QueueAdapter {
     consumer.clear()
     if (consumer.joined) this.#queues.disconnect(consumer)
   }
+}
+
+/** Most message-ids one settle may carry (repeated user property `message-id`), docs/queue-protocol.md. */
+export const MAX_SETTLE_MESSAGE_IDS = 1000
+/** Longest Reason String of a partly refused batch settle, in characters. */
+const MAX_BATCH_REASON_CHARS = 512
+/** Failed ids named in the log line of a partly refused batch settle. */
+const LOGGED_FAILED_IDS = 20
+
+interface SettleFailure {
+  readonly messageId: string
+  readonly err: unknown
+}
+
+/**
+ * The message-ids of a settle: every `message-id` user property in order (MQTT 5 allows repeats), or,
+ * without one, the payload (MQTT 3.1.1 has no user properties). Refuses, before anything is settled, an
+ * empty list, more than {@link MAX_SETTLE_MESSAGE_IDS} ids, and an id given twice (its second settle
+ * could only fail, which would make a partial success out of a mistake).
+ */
+function settleMessageIds(packet: PublishPacket): readonly string[] {
+  const fromProperties = userPropertyValues(packet.properties?.userProperties, QueueUserProperties.messageId)
+  if (fromProperties.length === 0) {
+    const fromPayload = payloadText(packet).trim()
+    if (fromPayload === '') {
+      throw new PublishRefusedError(
+        MqttReasonCodes.unspecifiedError,
+        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
+      )
+    }
+    if (!isMessageIdForm(fromPayload)) {
+      throw PublishRefusedError.from(
+        new EdgeError(
+          EdgeErrorCodes.invalidPayload,
+          `the payload of a settle without user property "message-id" must be one message id (<partition>-<seq>), got "${truncate(fromPayload, 64)}"`,
+        ),
+      )
+    }
+    return [fromPayload]
+  }
+  if (fromProperties.length > MAX_SETTLE_MESSAGE_IDS) {
+    throw PublishRefusedError.from(
+      new EdgeError(
+        EdgeErrorCodes.invalidMessageIds,
+        `settle carries ${fromProperties.length} message-ids, at most ${MAX_SETTLE_MESSAGE_IDS} per settle; nothing was settled`,
+      ),
+    )
+  }
+  const seen = new Set<string>()
+  for (const id of fromProperties) {
+    if (seen.has(id)) {
+      throw PublishRefusedError.from(
+        new EdgeError(
+          EdgeErrorCodes.invalidMessageIds,
+          `message-id "${truncate(id, 64)}" is given twice in one settle; nothing was settled`,
+        ),
+      )
+    }
+    seen.add(id)
+  }
+  return fromProperties
+}
+
+/**
+ * The PUBACK of a batch settle in which some ids failed: the reason code of the first failure (in the
+ * order given) and a Reason String saying how many were settled and which ids failed and why, cut at
+ * {@link MAX_BATCH_REASON_CHARS} characters.
+ */
+function batchRefusal(total: number, failures: readonly SettleFailure[]): PublishRefusedError {
+  const first = failures[0]
+  let text = `${total - failures.length} of ${total} message-ids settled; failed:`
+  let named = 0
+  for (const { messageId, err } of failures) {
+    const entry = ` ${truncate(messageId, 64)} (${truncate(err instanceof Error ? err.message : String(err), 120)});`
+    const rest = failures.length - named - 1
+    const tail = rest > 0 ? ` and ${rest} more` : ''
+    if (text.length + entry.length + tail.length > MAX_BATCH_REASON_CHARS) break
+    text += entry
+    named++
+  }
+  if (named < failures.length) text += ` and ${failures.length - named} more`
+  else text = text.slice(0, -1)
+  return new PublishRefusedError(publishReasonCode(first?.err), text, { cause: first?.err })
+}
+
+function truncate(text: string, maxChars: number): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars - 1)}…`
 }
 
 function payloadText(packet: PublishPacket): string {

@@ -4,6 +4,7 @@
  */
 import type { IPublishPacket, UserProperties } from 'mqtt-packet'
 import type { Delivery, MessageProperties } from '../queue/types.js'
+import { EdgeError, EdgeErrorCodes } from './queue-reason-codes.js'
 
 /** User property names of the `$queue/` contract (docs/queues.md). */
 export const QueueUserProperties = {
@@ -30,10 +31,65 @@ export function userPropertyPairs(userProperties: UserProperties | undefined): A
   return pairs
 }
 
-/** First value of user property `key`, if present. */
-export function userProperty(userProperties: UserProperties | undefined, key: string): string | undefined {
+/**
+ * The value of a single-valued user property (`partition-key`, `delay-ms`, `group-id`, `reason`,
+ * `consumer-group`), if present. Given more than once it is refused ({@link EdgeError}
+ * `REPEATED_PROPERTY`) rather than silently taking the first value.
+ */
+export function singleUserProperty(
+  userProperties: UserProperties | undefined,
+  key: string,
+): string | undefined {
   const value = userProperties?.[key]
-  return Array.isArray(value) ? value[0] : value
+  if (!Array.isArray(value)) return value
+  if (value.length === 1) return value[0]
+  throw new EdgeError(
+    EdgeErrorCodes.repeatedProperty,
+    `user property "${key}" is given ${value.length} times; it takes one value`,
+  )
+}
+
+/** `0` or a decimal integer without leading zeros, sign, exponent, spaces or hex. */
+const NON_NEGATIVE_INTEGER = /^(?:0|[1-9][0-9]*)$/
+
+/**
+ * A single-valued user property holding a non-negative integer (`delay-ms`): exactly
+ * `0|[1-9][0-9]*`, at most 2^53-1 (`Number.MAX_SAFE_INTEGER`). `''`, `'1e3'`, `'0x10'`, `' 5'`, `'05'`
+ * are refused ({@link EdgeError} `INVALID_PROPERTY`), not read as numbers.
+ */
+export function nonNegativeIntegerProperty(
+  userProperties: UserProperties | undefined,
+  key: string,
+): number | undefined {
+  const text = singleUserProperty(userProperties, key)
+  if (text === undefined) return undefined
+  const value = Number(text)
+  if (!NON_NEGATIVE_INTEGER.test(text) || !Number.isSafeInteger(value)) {
+    const shown = text.length > 40 ? `${text.slice(0, 39)}…` : text
+    throw new EdgeError(
+      EdgeErrorCodes.invalidProperty,
+      `user property "${key}" must be a non-negative integer (0|[1-9][0-9]*, at most ${Number.MAX_SAFE_INTEGER}), got "${shown}"`,
+    )
+  }
+  return value
+}
+
+/** A message id as the core hands them out: `<partition>-<seq>`, both non-negative integers. */
+const MESSAGE_ID = /^(?:0|[1-9][0-9]*)-(?:0|[1-9][0-9]*)$/
+
+/** True when `text` has the form of a message id (`<partition>-<seq>`). */
+export function isMessageIdForm(text: string): boolean {
+  return MESSAGE_ID.test(text)
+}
+
+/** Every value of user property `key`, in the order sent (MQTT 5 allows a key to repeat, §3.3.2.3.7). */
+export function userPropertyValues(
+  userProperties: UserProperties | undefined,
+  key: string,
+): readonly string[] {
+  const value = userProperties?.[key]
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [value]
 }
 
 /** What a queue keeps of a publisher's properties (Message Expiry is carried separately). */

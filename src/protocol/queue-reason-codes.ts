@@ -1,7 +1,9 @@
 /**
- * The one place where queue-core errors become MQTT 5 reason codes. The core raises {@link QueueError}s
- * with stable codes and never speaks MQTT; the `$queue/` adapter asks this module what to put in the
- * PUBACK/PUBREC (publish and settle) or SUBACK (subscribe).
+ * The one place where queue errors become MQTT 5 reason codes. The core raises {@link QueueError}s
+ * with stable codes and never speaks MQTT; the edge itself raises {@link EdgeError}s for what is wrong
+ * with the packet (a user property or payload that breaks its grammar, a name over the limits). The
+ * `$queue/` adapter asks this module what to put in the PUBACK/PUBREC (publish and settle) or SUBACK
+ * (subscribe).
  */
 import { QueueError, type QueueErrorCode } from '../queue/errors.js'
 
@@ -14,10 +16,58 @@ export const MqttReasonCodes = {
   topicFilterInvalid: 0x8f,
   topicNameInvalid: 0x90,
   quotaExceeded: 0x97,
+  payloadFormatInvalid: 0x99,
 } as const
 export type MqttReasonCode = (typeof MqttReasonCodes)[keyof typeof MqttReasonCodes]
 
 const R = MqttReasonCodes
+
+/** What the MQTT edge refuses before the core sees the request (docs/queue-protocol.md). */
+export const EdgeErrorCodes = {
+  /** A user property value breaks its grammar (e.g. `delay-ms` not a non-negative integer). */
+  invalidProperty: 'INVALID_PROPERTY',
+  /** A single-valued user property (`partition-key`, `delay-ms`, `group-id`, …) given more than once. */
+  repeatedProperty: 'REPEATED_PROPERTY',
+  /** A settle names more message-ids than one settle may carry, or the same id twice. */
+  invalidMessageIds: 'INVALID_MESSAGE_IDS',
+  /** The payload is the culprit: a settle whose payload (the 3.1.1 form) is not a message id. */
+  invalidPayload: 'INVALID_PAYLOAD',
+  /** A `$queue/` name over the documented limits (levels, bytes). */
+  queueNameTooLong: 'QUEUE_NAME_TOO_LONG',
+} as const
+export type EdgeErrorCode = (typeof EdgeErrorCodes)[keyof typeof EdgeErrorCodes]
+
+/** A refusal decided by the edge; like {@link QueueError}, a stable code and a message for the Reason String. */
+export class EdgeError extends Error {
+  override readonly name = 'EdgeError'
+  constructor(
+    readonly code: EdgeErrorCode,
+    message: string,
+  ) {
+    super(message)
+  }
+}
+
+/**
+ * PUBACK/PUBREC for edge refusals. 0x83 Implementation specific error ("valid, but not accepted") for a
+ * user property that breaks its grammar, 0x99 Payload format invalid where the payload is the culprit.
+ */
+const PUBLISH_EDGE_REASON_CODES: Record<EdgeErrorCode, MqttReasonCode> = {
+  INVALID_PROPERTY: R.implementationSpecificError,
+  REPEATED_PROPERTY: R.implementationSpecificError,
+  INVALID_MESSAGE_IDS: R.implementationSpecificError,
+  INVALID_PAYLOAD: R.payloadFormatInvalid,
+  QUEUE_NAME_TOO_LONG: R.topicNameInvalid,
+}
+
+/** SUBACK for edge refusals ([MQTT-3.9.3]: 0x99 is not a SUBACK code; SUBSCRIBE has no payload to blame). */
+const SUBSCRIBE_EDGE_REASON_CODES: Record<EdgeErrorCode, MqttReasonCode> = {
+  INVALID_PROPERTY: R.implementationSpecificError,
+  REPEATED_PROPERTY: R.implementationSpecificError,
+  INVALID_MESSAGE_IDS: R.implementationSpecificError,
+  INVALID_PAYLOAD: R.implementationSpecificError,
+  QUEUE_NAME_TOO_LONG: R.topicFilterInvalid,
+}
 
 /**
  * PUBACK/PUBREC for a `$queue/<name>` publish or a `$queue/<name>/$ack|$nack|$reject|$extend` settle.
@@ -71,14 +121,18 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   NO_LOCAL_PARTITIONS: R.implementationSpecificError,
 }
 
-/** Reason code for a failed `$queue/` publish or settle; non-queue errors are 0x80. */
+/** Reason code for a failed `$queue/` publish or settle; other errors are 0x80. */
 export function publishReasonCode(err: unknown): MqttReasonCode {
-  return err instanceof QueueError ? PUBLISH_REASON_CODES[err.code] : R.unspecifiedError
+  if (err instanceof QueueError) return PUBLISH_REASON_CODES[err.code]
+  if (err instanceof EdgeError) return PUBLISH_EDGE_REASON_CODES[err.code]
+  return R.unspecifiedError
 }
 
-/** Reason code for a failed `$queue/` subscription; non-queue errors are 0x80. */
+/** Reason code for a failed `$queue/` subscription; other errors are 0x80. */
 export function subscribeReasonCode(err: unknown): MqttReasonCode {
-  return err instanceof QueueError ? SUBSCRIBE_REASON_CODES[err.code] : R.unspecifiedError
+  if (err instanceof QueueError) return SUBSCRIBE_REASON_CODES[err.code]
+  if (err instanceof EdgeError) return SUBSCRIBE_EDGE_REASON_CODES[err.code]
+  return R.unspecifiedError
 }
 
 /**

@@ -5,7 +5,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import mqttPacket from 'mqtt-packet'
-import { connectClient, nextMessage, startTestServer, uniqueId } from '../helpers/server.js'
+import { pino } from 'pino'
+import { connectClient, nextMessage, startTestServer, TIMEOUT_MS, uniqueId } from '../helpers/server.js'
+import { within } from '../helpers/wait.js'
 import { mqttSettings } from '../helpers/conformance.js'
 import { userValue, uniqueQueue, subscribeQueue } from '../helpers/queues.js'
 import { disconnectOf, openWire, wireConnect } from '../helpers/wire.js'
@@ -85,4 +87,40 @@ void test('[MQTT-3.2.2-15] CONNACK advertises the configured Maximum Packet Size
   early.sendRaw(Buffer.concat([connect, publish]))
   assert.equal((await early.next<mqttPacket.IConnackPacket>('connack')).reasonCode, 0)
   assert.equal((await disconnectOf(early))?.reasonCode, 0x95)
+})
+
+void test('[MQTT-3.2.2-15] by default Maximum Packet Size is 1 MiB: advertised, a larger PUBLISH gets DISCONNECT 0x95 (3.1.1: closed), each logged', async (t) => {
+  const records: Array<{ msg: string; clientId?: string; bytes?: number; max?: number }> = []
+  const logger = pino({ level: 'warn' }, { write: (line: string) => records.push(JSON.parse(line) as never) })
+  const server = await startTestServer(t, { start: { logger } })
+  const clientId = uniqueId('mps-default')
+  const { client, connack } = await wireConnect(t, server.mqttPort, { clientId })
+  assert.equal(connack.properties?.maximumPacketSize, 1_048_576)
+  const big = { cmd: 'publish', topic: 'big', qos: 0, dup: false, retain: false } as const
+  // Just fits: 1 MiB on the wire in all.
+  const fixedAndTopic = mqttPacket.generate(
+    { ...big, payload: Buffer.alloc(0) },
+    { protocolVersion: 5 },
+  ).length
+  const fitting = Buffer.alloc(1_048_576 - fixedAndTopic - 2)
+  assert.equal(mqttPacket.generate({ ...big, payload: fitting }, { protocolVersion: 5 }).length, 1_048_576)
+  client.send({ ...big, payload: fitting })
+  client.send({ cmd: 'pingreq' })
+  await client.next('pingresp')
+  client.send({ ...big, payload: Buffer.alloc(1_048_576) })
+  assert.equal((await disconnectOf(client))?.reasonCode, 0x95)
+  const v5Lines = records.filter((r) => r.clientId === clientId)
+  assert.deepEqual(
+    v5Lines.map((r) => [r.msg, r.max]),
+    [['packet too large: DISCONNECT 0x95 [MQTT-3.2.2-15]', 1_048_576]],
+  )
+
+  const oldId = uniqueId('mps-311')
+  const { client: old } = await wireConnect(t, server.mqttPort, { protocolVersion: 4, clientId: oldId })
+  old.send({ ...big, payload: Buffer.alloc(1_048_576) })
+  await within(old.closed, TIMEOUT_MS, 'the 3.1.1 connection to close')
+  assert.deepEqual(
+    records.filter((r) => r.clientId === oldId).map((r) => r.msg),
+    ['packet too large: connection closed [MQTT-3.2.2-15]'],
+  )
 })

@@ -33,7 +33,7 @@ void test('defaults', () => {
       receiveMaximum: 65535,
       topicAliasMaximum: 10,
       maxKeepAliveSeconds: 0,
-      maximumPacketSize: 0,
+      maximumPacketSize: 1_048_576,
     },
     ws: { port: null },
     http: { port: 8080 },
@@ -229,6 +229,8 @@ void test('mqtt.* limits: validated with field-named errors', () => {
     /mqtt\.receiveMaximum must be an integer 1-65535/,
   )
   assert.throws(() => validateConfig({ mqtt: { maximumPacketSize: 10 } }), /mqtt\.maximumPacketSize/)
+  assert.equal(validateConfig({}).mqtt.maximumPacketSize, 1_048_576, '1 MiB by default')
+  assert.equal(validateConfig({ mqtt: { maximumPacketSize: '0' } }).mqtt.maximumPacketSize, 0, '0 = no limit')
   assert.throws(() => validateConfig({ mqtt: { maxKeepAliveSeconds: -1 } }), /mqtt\.maxKeepAliveSeconds/)
 })
 

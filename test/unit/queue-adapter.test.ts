@@ -505,3 +505,149 @@ void test('UNSUBSCRIBE, disconnect and sessions reach the core', async (t) => {
   await third.endAsync()
   await until(() => adapter.consumerCount === 0, TIMEOUT_MS, 'consumers forgotten')
 })
+
+void test('a settle with message-id repeated settles every id, one core call each in the order given', async (t) => {
+  const { server, queues } = await setup(t)
+  const calls: string[] = []
+  queues.onSettle = (input) => {
+    calls.push(`${input.action} ${input.messageId} ${input.group ?? '-'}`)
+    return Promise.resolve()
+  }
+  const client = await connectClient(t, server.mqttPort)
+  const ok = await publishOutcome(client, '$queue/jobs/$ack', '', {
+    userProperties: { 'message-id': ['1-3', '1-1', '1-2'], 'group-id': 'g' },
+  })
+  assert.deepEqual(ok, { reasonCode: 0, reasonString: undefined })
+  assert.deepEqual(calls, ['ack 1-3 g', 'ack 1-1 g', 'ack 1-2 g'])
+
+  // Any failure: the first failure's code, how many of how many, which ids and why. No silent success.
+  calls.length = 0
+  queues.onSettle = (input) => {
+    calls.push(input.messageId)
+    if (input.messageId === '2-1') return Promise.reject(new Error('disk on fire'))
+    if (input.messageId.startsWith('2-')) {
+      return Promise.reject(new QueueError(QueueErrorCodes.unknownMessage, `unknown ${input.messageId}`))
+    }
+    return Promise.resolve()
+  }
+  const partial = await publishOutcome(client, '$queue/jobs/$nack', '', {
+    userProperties: { 'message-id': ['1-4', '2-2', '1-5', '2-1'] },
+  })
+  assert.deepEqual(calls, ['1-4', '2-2', '1-5', '2-1'])
+  assert.equal(partial.reasonCode, 0x80)
+  assert.equal(
+    partial.reasonString,
+    '2 of 4 message-ids settled; failed: 2-2 (unknown 2-2); 2-1 (disk on fire)',
+  )
+
+  // The Reason String stays bounded however many fail.
+  const many = Array.from({ length: 1000 }, (_, i) => `2-${i + 10}`)
+  const all = await publishOutcome(client, '$queue/jobs/$reject', '', {
+    userProperties: { 'message-id': many },
+  })
+  assert.equal(all.reasonCode, 0x80)
+  assert.match(
+    all.reasonString ?? '',
+    /^0 of 1000 message-ids settled; failed: 2-10 \(unknown 2-10\);.* and \d+ more$/,
+  )
+  assert.ok((all.reasonString ?? '').length <= 512, `${all.reasonString?.length} characters`)
+
+  // Over the cap, or an id twice: refused with 0x83 before anything is settled.
+  calls.length = 0
+  const tooMany = await publishOutcome(client, '$queue/jobs/$ack', '', {
+    userProperties: { 'message-id': Array.from({ length: 1001 }, (_, i) => `1-${i}`) },
+  })
+  assert.equal(tooMany.reasonCode, 0x83)
+  assert.match(tooMany.reasonString ?? '', /1001 message-ids, at most 1000/)
+  const twice = await publishOutcome(client, '$queue/jobs/$extend', '', {
+    userProperties: { 'message-id': ['1-1', '1-2', '1-1'] },
+  })
+  assert.equal(twice.reasonCode, 0x83)
+  assert.match(twice.reasonString ?? '', /"1-1" is given twice/)
+  assert.deepEqual(calls, [])
+  assert.equal(client.connected, true)
+})
+
+void test('delay-ms is 0|[1-9][0-9]* within the safe integers; anything else is refused with 0x83 and never reaches the core', async (t) => {
+  const { server, queues } = await setup(t)
+  const client = await connectClient(t, server.mqttPort)
+  const nack = (delay: string) =>
+    publishOutcome(client, '$queue/jobs/$nack', '', {
+      userProperties: { 'message-id': '1-1', 'delay-ms': delay },
+    })
+  for (const bad of [
+    '',
+    '1e3',
+    '0x10',
+    ' 5',
+    '5 ',
+    '05',
+    '-1',
+    '+5',
+    '1.5',
+    'NaN',
+    'Infinity',
+    '9007199254740992',
+  ]) {
+    const outcome = await nack(bad)
+    assert.equal(outcome.reasonCode, 0x83, `delay-ms "${bad}"`)
+    assert.match(outcome.reasonString ?? '', /"delay-ms" must be a non-negative integer/, `delay-ms "${bad}"`)
+  }
+  assert.equal(queues.settled.length, 0)
+  assert.equal((await nack('0')).reasonCode, 0)
+  assert.equal((await nack('9007199254740991')).reasonCode, 0)
+  assert.deepEqual(
+    queues.settled.map((s) => s.input.delayMs),
+    [0, 9007199254740991],
+  )
+  assert.equal(client.connected, true)
+})
+
+void test('a single-valued user property given twice is refused (0x83 PUBACK / SUBACK), not first-wins', async (t) => {
+  const { server, queues } = await setup(t)
+  const client = await connectClient(t, server.mqttPort)
+  const twice = [
+    ['$queue/jobs', 'partition-key', {}],
+    ['$queue/jobs/$ack', 'group-id', { 'message-id': '1-1' }],
+    ['$queue/jobs/$nack', 'delay-ms', { 'message-id': '1-1' }],
+    ['$queue/jobs/$reject', 'reason', { 'message-id': '1-1' }],
+  ] as const
+  for (const [topic, key, extra] of twice) {
+    const outcome = await publishOutcome(client, topic, 'x', {
+      userProperties: { ...extra, [key]: ['1', '2'] },
+    })
+    assert.equal(outcome.reasonCode, 0x83, `${key} twice`)
+    assert.equal(outcome.reasonString, `user property "${key}" is given 2 times; it takes one value`)
+  }
+  assert.equal(queues.published.length, 0)
+  assert.equal(queues.settled.length, 0)
+
+  const refused = await client
+    .subscribeAsync('$queue/jobs', {
+      qos: 1,
+      properties: { userProperties: { 'consumer-group': ['a', 'b'] } },
+    })
+    .then(
+      () => assert.fail('a repeated consumer-group must be refused'),
+      (err: { packet?: { granted?: number[]; properties?: { reasonString?: string } } }) => err.packet,
+    )
+  assert.deepEqual(refused?.granted, [0x83])
+  assert.match(refused?.properties?.reasonString ?? '', /"consumer-group" is given 2 times/)
+  assert.equal(queues.subscribed.length, 0)
+  assert.equal(client.connected, true)
+})
+
+void test('a settle whose payload (the 3.1.1 form of the id) is not a message id is refused: 0x99 for v5, closed for 3.1.1', async (t) => {
+  const { server, queues } = await setup(t)
+  const v5 = await connectClient(t, server.mqttPort)
+  const outcome = await publishOutcome(v5, '$queue/jobs/$ack', 'hello world')
+  assert.equal(outcome.reasonCode, 0x99)
+  assert.match(outcome.reasonString ?? '', /must be one message id \(<partition>-<seq>\), got "hello world"/)
+  assert.equal(v5.connected, true)
+
+  const v4 = await connectClient(t, server.mqttPort, { protocolVersion: 4, reconnectPeriod: 0 })
+  const closed = new Promise<void>((resolve) => v4.once('close', () => resolve()))
+  v4.publish('$queue/jobs/$ack', '01-2', { qos: 1 })
+  await within(closed, TIMEOUT_MS, 'the 3.1.1 connection to close')
+  assert.equal(queues.settled.length, 0)
+})
