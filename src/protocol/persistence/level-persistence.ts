@@ -82,6 +82,8 @@ interface SubscriptionLike {
 type SubRecord = Omit<SubscriptionLike, 'topic'>
 interface BrokerLike {
   id: string
+  /** aedes' packet counter: `brokerCounter` of the next packet it creates is `++counter`. */
+  counter?: number
 }
 
 interface OutgoingEntry {
@@ -215,6 +217,27 @@ export class LevelPersistence {
     this.#db = db
     this.#writes = new WriteQueue(db, this.#sync)
     await this.#load(db)
+    this.#continueCounter(broker)
+  }
+
+  /**
+   * aedes identifies a queued packet by `brokerId` + `brokerCounter` (outgoingUpdate matches on
+   * them), but starts its counter at 0 on every start, and Spool's broker id is the stable node id.
+   * Packets queued before a restart would share their identity with new ones: a live delivery's
+   * outgoingUpdate then gave its packet id to an old queued packet (the first in the list with that
+   * counter), so the client got duplicates, packet ids reused while in flight, and the new message
+   * stayed queued to be sent again on the next resume. Continue the counter past every stored one.
+   */
+  #continueCounter(broker: BrokerLike): void {
+    let max = broker.counter ?? 0
+    for (const list of this.#outgoing.values()) {
+      for (const { packet } of list) {
+        if (packet.brokerId === broker.id && typeof packet.brokerCounter === 'number') {
+          max = Math.max(max, packet.brokerCounter)
+        }
+      }
+    }
+    if (broker.counter !== undefined) broker.counter = max
   }
 
   async #load(db: ClassicLevel<string, string>): Promise<void> {
