@@ -28,6 +28,7 @@ import { TimerQueue } from './timer-queue.js'
 import {
   DEFAULT_QUEUE_SETTINGS,
   DeadLetterReasons,
+  Orderings,
   SettleActions,
   type ConsumerConnection,
   type DeadLetterReason,
@@ -171,6 +172,12 @@ export class QueueManager implements QueueService, DeliveryHost {
       group.progress[stored.partition] = GroupProgress.fromState(stored)
     }
     for (const membership of state.memberships) this.rememberMembership(membership)
+    for (const layout of state.layouts) {
+      const queue = this.queues.get(layout.queue)
+      if (queue === undefined) continue
+      queue.storedPartitions = layout.partitions
+      this.keepStoredLayout(queue)
+    }
     this.opened = true
     await this.restoreGroupRecords(state.groupRecords)
     this.logger.info(
@@ -191,6 +198,7 @@ export class QueueManager implements QueueService, DeliveryHost {
   async publish(input: PublishInput): Promise<QueueMessage> {
     this.assertOpen()
     const queue = this.checkedPublish(input)
+    if (queue.pendingPartitions !== undefined) this.applyPendingLayout(queue)
     const settings = queue.settings
     const partition = input.partition ?? queue.partitionFor(input.partitionKey)
     if (
@@ -694,8 +702,12 @@ export class QueueManager implements QueueService, DeliveryHost {
         ? { durability: { ...previous.durability, ...overrides.durability } }
         : {}),
     }
-    const settings = this.checkedSettings(name, merged)
-    if (settings.partitions < queue.logs.length) {
+    let settings = this.checkedSettings(name, merged)
+    // A partition change from config waits for the queue to be empty; other changes go through.
+    if (queue.pendingPartitions !== undefined && overrides.partitions === undefined) {
+      settings = { ...settings, partitions: queue.settings.partitions, ordering: queue.settings.ordering }
+    }
+    if (settings.partitions !== queue.settings.partitions && settings.partitions < queue.logs.length) {
       throw new QueueError(
         QueueErrorCodes.invalidSettings,
         `partitions of queue ${name} can grow but not shrink (has ${queue.logs.length}, asked ${settings.partitions})`,
@@ -770,6 +782,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     for (const group of queue.groups.values()) ops.push({ type: 'putGroupRecord', record: group.record() })
     await this.commits.commit(ops, snapshots, queue.settings.durability.sync)
     this.logger.info({ queue: name, purged }, 'queue purged')
+    if (queue.pendingPartitions !== undefined) this.applyPendingLayout(queue)
     queue.wakeAll()
     return purged
   }
@@ -942,8 +955,14 @@ export class QueueManager implements QueueService, DeliveryHost {
     if (snapshots === undefined) this.commits.addSnapshot(log.commitKey, log.snapshot)
     else snapshots.set(log.commitKey, log.snapshot)
     const put: StoreOp = { type: 'putMessage', message }
+    let batch: readonly StoreOp[] = ops.length === 0 ? [put] : [put, ...ops]
+    // The partition count goes with the messages placed by it, so a restart can tell a changed one.
+    const partitions = queue.settings.partitions
+    const layoutChanged = queue.storedPartitions !== partitions
+    if (layoutChanged)
+      batch = [...batch, { type: 'putQueueLayout', layout: { queue: queue.name, partitions } }]
     try {
-      await this.commits.commit(ops.length === 0 ? [put] : [put, ...ops], snapshots, sync)
+      await this.commits.commit(batch, snapshots, sync)
     } catch (error) {
       this.logger.error(
         { err: error, queue: queue.name, partition: message.partition },
@@ -951,8 +970,39 @@ export class QueueManager implements QueueService, DeliveryHost {
       )
       throw new QueueError(QueueErrorCodes.storageFailure, 'storage write failed', { cause: error })
     }
+    if (layoutChanged) queue.storedPartitions = partitions
     log.markCommitted(message.seq)
     queue.wake(message.partition)
+  }
+
+  /**
+   * At start-up: a queue that holds messages placed with another partition count than its settings
+   * now give keeps that count (a key's partition follows from it, and its new messages must not pass
+   * its old ones) until it is empty. Single node only: a cluster's count lives in etcd.
+   */
+  private keepStoredLayout(queue: Queue): void {
+    const stored = queue.storedPartitions
+    const configured = queue.settings.partitions
+    if (!this.servesAll || stored === undefined || stored === configured || queue.depth() === 0) return
+    const ordering =
+      queue.settings.ordering === Orderings.strict && stored !== 1
+        ? Orderings.partition
+        : queue.settings.ordering
+    queue.applySettings({ ...queue.settings, partitions: stored, ordering })
+    queue.pendingPartitions = configured
+    this.logger.warn(
+      { queue: queue.name, storedPartitions: stored, configuredPartitions: configured, depth: queue.depth() },
+      'queue keeps its stored partition count until it is empty: changing it now would break per-key order',
+    )
+  }
+
+  /** Applies the configured partition count once the queue that waited for it is empty. */
+  private applyPendingLayout(queue: Queue): void {
+    if (queue.depth() > 0) return
+    const partitions = queue.pendingPartitions
+    queue.pendingPartitions = undefined
+    queue.applySettings(this.settingsFor(queue.name))
+    this.logger.info({ queue: queue.name, partitions }, 'queue is empty: configured partition count applied')
   }
 
   private deadlineFor(queue: Queue, group: ConsumerGroup, progress: GroupProgress, seq: number) {

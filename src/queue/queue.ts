@@ -11,6 +11,13 @@ export class Queue {
   readonly logs: PartitionLog[] = []
   readonly workers: PartitionWorker[] = []
   readonly groups = new Map<string, ConsumerGroup>()
+  /** The partition count the store has for this queue's messages, once known (a layout record). */
+  storedPartitions: number | undefined
+  /**
+   * The configured partition count, while the queue keeps {@link storedPartitions} because it still
+   * holds messages placed with it; applied once the queue is empty.
+   */
+  pendingPartitions: number | undefined
   /**
    * What is wrong with the name ({@link queueNameProblem}), worked out once: the manager checks the
    * name of every publish and settle against the queue it names, when that queue exists.

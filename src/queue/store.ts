@@ -43,6 +43,15 @@ export interface GroupRecord {
   readonly idleSinceMs?: number
 }
 
+/**
+ * The partition count a queue's stored messages were placed with: a key's partition follows from it,
+ * so per-key order holds only while it stays the same for the messages still stored.
+ */
+export interface QueueLayout {
+  readonly queue: string
+  readonly partitions: number
+}
+
 /** A client's durable place in a consumer group, for MQTT sessions that outlive a connection. */
 export interface Membership {
   readonly clientId: string
@@ -74,10 +83,11 @@ export type StoreOp =
     }
   | { readonly type: 'putQueueSettings'; readonly record: StoredQueueSettings }
   | { readonly type: 'putGroupRecord'; readonly record: GroupRecord }
+  | { readonly type: 'putQueueLayout'; readonly layout: QueueLayout }
   | { readonly type: 'deleteGroupRecord'; readonly queue: string; readonly group: string }
   | { readonly type: 'putMembership'; readonly membership: Membership }
   | { readonly type: 'deleteMembership'; readonly membership: Membership }
-  /** Deletes a queue's messages, partition metas, group states and records, and settings (purge/delete). */
+  /** Deletes a queue's messages, partition metas, group states and records, layout and settings. */
   | { readonly type: 'deleteQueue'; readonly queue: string }
 
 /** Everything the core needs in memory after a restart (messages themselves are read lazily). */
@@ -85,6 +95,7 @@ export interface StoredState {
   readonly partitions: readonly PartitionMeta[]
   readonly groups: readonly GroupPartitionState[]
   readonly groupRecords: readonly GroupRecord[]
+  readonly layouts: readonly QueueLayout[]
   readonly memberships: readonly Membership[]
   readonly queueSettings: readonly StoredQueueSettings[]
 }

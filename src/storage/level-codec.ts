@@ -10,6 +10,7 @@ import type {
   GroupRecord,
   Membership,
   PartitionMeta,
+  QueueLayout,
   StoredQueueSettings,
 } from '../queue/store.js'
 import type { MessageProperties, QueueMessage } from '../queue/types.js'
@@ -21,6 +22,7 @@ export const RecordKinds = {
   membership: 0x63, // 'c' (client)
   settings: 0x73, // 's'
   groupRecord: 0x61, // 'a' (a group as a whole)
+  layout: 0x6c, // 'l'
   format: 0x76, // 'v'
 } as const
 export type RecordKind = (typeof RecordKinds)[keyof typeof RecordKinds]
@@ -329,6 +331,17 @@ export function decodeGroupRecord(key: Buffer, value: Buffer): GroupRecord {
   return (flags & 2) === 2
     ? { queue, group, implicit, idleSinceMs: readU64(value, 1) }
     : { queue, group, implicit }
+}
+
+/** `l queue 0x00` -> partitions:u32. */
+export function encodeQueueLayout(layout: QueueLayout): Buffer {
+  const buf = Buffer.allocUnsafe(4)
+  buf.writeUInt32BE(layout.partitions, 0)
+  return buf
+}
+
+export function decodeQueueLayout(key: Buffer, value: Buffer): QueueLayout {
+  return { queue: key.toString('utf8', 1, key.length - 1), partitions: value.readUInt32BE(0) }
 }
 
 /** `c clientId 0x00 queue 0x00 group 0x00`, empty value: a client's memberships are one prefix scan. */

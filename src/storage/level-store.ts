@@ -9,6 +9,8 @@ import type { QueueStore, StoreOp, StoredState } from '../queue/store.js'
 import type { QueueMessage } from '../queue/types.js'
 import {
   decodeGroupRecord,
+  decodeQueueLayout,
+  encodeQueueLayout,
   decodeGroupState,
   encodeGroupRecord,
   groupRecordKey,
@@ -180,10 +182,11 @@ export class LevelQueueStore implements QueueStore {
     const db = this.#requireDb()
     const kindRange = (kind: number) => prefixRange(Buffer.from([kind]))
     try {
-      const [metas, groups, records, memberships, settings] = await Promise.all([
+      const [metas, groups, records, layouts, memberships, settings] = await Promise.all([
         db.iterator(kindRange(RecordKinds.partition)).all(),
         db.iterator(kindRange(RecordKinds.group)).all(),
         db.iterator(kindRange(RecordKinds.groupRecord)).all(),
+        db.iterator(kindRange(RecordKinds.layout)).all(),
         db.keys(kindRange(RecordKinds.membership)).all(),
         db.iterator(kindRange(RecordKinds.settings)).all(),
       ])
@@ -191,6 +194,7 @@ export class LevelQueueStore implements QueueStore {
         partitions: metas.map(([key, value]) => decodePartitionMeta(key, value)),
         groups: groups.map(([key, value]) => decodeGroupState(key, value)),
         groupRecords: records.map(([key, value]) => decodeGroupRecord(key, value)),
+        layouts: layouts.map(([key, value]) => decodeQueueLayout(key, value)),
         memberships: memberships.map(decodeMembershipKey),
         queueSettings: settings.map(([key, value]) => decodeQueueSettings(key, value)),
       }
@@ -273,6 +277,14 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
         out[i] = { type: 'del', key: groupRecordKey(op.queue, op.group) }
         queues[i] = op.queue
         break
+      case 'putQueueLayout':
+        out[i] = {
+          type: 'put',
+          key: queuePrefix(RecordKinds.layout, op.layout.queue),
+          value: encodeQueueLayout(op.layout),
+        }
+        queues[i] = op.layout.queue
+        break
       case 'putMembership':
         out[i] = { type: 'put', key: membershipKey(op.membership), value: EMPTY }
         queues[i] = op.membership.queue
@@ -336,6 +348,7 @@ async function expandQueueDeletes(db: Db, batch: PreparedBatch): Promise<LevelOp
       }
     }
     out.push({ type: 'del', key: queuePrefix(RecordKinds.settings, op) })
+    out.push({ type: 'del', key: queuePrefix(RecordKinds.layout, op) })
     for (const kind of [
       RecordKinds.message,
       RecordKinds.partition,

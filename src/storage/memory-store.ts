@@ -7,6 +7,7 @@
 import type {
   GroupPartitionState,
   GroupRecord,
+  QueueLayout,
   Membership,
   PartitionMeta,
   QueueStore,
@@ -30,6 +31,7 @@ interface QueueData {
   readonly groups: Map<string, GroupPartitionState>
   readonly groupRecords: Map<string, GroupRecord>
   settings?: StoredQueueSettings
+  layout?: QueueLayout
 }
 
 /** In-memory {@link QueueStore}: no durability, `sync` is ignored. */
@@ -91,16 +93,18 @@ export class MemoryQueueStore implements QueueStore {
       const partitions: PartitionMeta[] = []
       const groups: GroupPartitionState[] = []
       const groupRecords: GroupRecord[] = []
+      const layouts: QueueLayout[] = []
       const queueSettings: StoredQueueSettings[] = []
       for (const data of this.#queues.values()) {
         partitions.push(...data.metas.values())
         groups.push(...data.groups.values())
         groupRecords.push(...data.groupRecords.values())
+        if (data.layout !== undefined) layouts.push(data.layout)
         if (data.settings !== undefined) queueSettings.push(data.settings)
       }
       // Stored metas and states are frozen deep copies, safe to hand out as they are.
       const memberships = [...this.#memberships.values()]
-      return { partitions, groups, groupRecords, memberships, queueSettings }
+      return { partitions, groups, groupRecords, layouts, memberships, queueSettings }
     })
   }
 
@@ -154,6 +158,9 @@ export class MemoryQueueStore implements QueueStore {
         return
       case 'putGroupRecord':
         this.#queue(op.record.queue).groupRecords.set(op.record.group, op.record)
+        return
+      case 'putQueueLayout':
+        this.#queue(op.layout.queue).layout = op.layout
         return
       case 'deleteGroupRecord':
         this.#queues.get(op.queue)?.groupRecords.delete(op.group)
@@ -233,6 +240,11 @@ function copyOp(op: StoreOp): StoreOp {
         idleSinceMs === undefined ? { queue, group, implicit } : { queue, group, implicit, idleSinceMs }
       return { type: op.type, record: Object.freeze(record) }
     }
+    case 'putQueueLayout':
+      return {
+        type: op.type,
+        layout: Object.freeze({ queue: op.layout.queue, partitions: op.layout.partitions }),
+      }
     case 'putMembership':
     case 'deleteMembership': {
       const { clientId, queue, group } = op.membership

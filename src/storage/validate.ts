@@ -126,6 +126,15 @@ export function checkOp(op: StoreOp): void {
         throw invalidInput('group record: implicit must be a boolean')
       if (op.record.idleSinceMs !== undefined) checkUint('idleSinceMs', op.record.idleSinceMs)
       return
+    case 'putQueueLayout':
+      checkName('queue', op.layout.queue)
+      if (
+        !Number.isSafeInteger(op.layout.partitions) ||
+        op.layout.partitions < 1 ||
+        op.layout.partitions > 0xffff_ffff
+      )
+        throw invalidInput('queue layout: partitions must be a positive 32-bit integer')
+      return
     case 'deleteGroupRecord':
       checkName('queue', op.queue)
       return checkName('group', op.group)

@@ -32,6 +32,7 @@ void describe('LevelQueueStore', () => {
       partitions: [],
       groups: [],
       groupRecords: [],
+      layouts: [],
       memberships: [],
       queueSettings: [],
     })
@@ -83,6 +84,7 @@ void describe('LevelQueueStore', () => {
         { queue: 'jobs/ü', group: 'g', partition: 4, ackFloor: 8, settledAbove: [], attempts: [[9, 2]] },
       ],
       groupRecords: [],
+      layouts: [],
       memberships: [{ clientId: 'c1', queue: 'jobs/ü', group: 'g' }],
       queueSettings: [],
     })

@@ -92,6 +92,7 @@ function sortedState(state: StoredState): StoredState {
         attempts: g.attempts.map((a) => [...a] as const),
       })),
     groupRecords: [...state.groupRecords].sort(byKey((r) => `${r.queue}\u0000${r.group}`)),
+    layouts: [...state.layouts].sort(byKey((l) => l.queue)),
     memberships: [...state.memberships].sort(byKey((m) => `${m.clientId}\u0000${m.queue}\u0000${m.group}`)),
     queueSettings: [...state.queueSettings].sort(byKey((q) => q.queue)),
   }
@@ -132,6 +133,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           partitions: [],
           groups: [],
           groupRecords: [],
+          layouts: [],
           memberships: [],
           queueSettings: [],
         })
@@ -147,6 +149,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
             { type: 'putPartitionMeta', meta: meta('jobs/a', 2, 7, 1) },
             { type: 'putGroupState', state: groupState('jobs/a', 'workers', 2, 4) },
             { type: 'putGroupRecord', record: { queue: 'jobs/a', group: 'workers', implicit: false } },
+            { type: 'putQueueLayout', layout: { queue: 'jobs/a', partitions: 3 } },
             { type: 'putMembership', membership: { clientId: 'c1', queue: 'jobs/a', group: 'workers' } },
             { type: 'putQueueSettings', record: { queue: 'jobs/a', settings: { ordering: 'none' } } },
           ],
@@ -158,6 +161,7 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           partitions: [meta('jobs/a', 2, 7, 1)],
           groups: [groupState('jobs/a', 'workers', 2, 4)],
           groupRecords: [{ queue: 'jobs/a', group: 'workers', implicit: false }],
+          layouts: [{ queue: 'jobs/a', partitions: 3 }],
           memberships: [{ clientId: 'c1', queue: 'jobs/a', group: 'workers' }],
           queueSettings: [{ queue: 'jobs/a', settings: { ordering: 'none' } }],
         })
@@ -426,6 +430,30 @@ export function queueStoreContract(name: string, factory: StoreFactory): void {
           { queue: 'q', group: 'g', implicit: true, idleSinceMs },
           { queue: 'qq', group: 'h', implicit: true },
         ])
+      })
+
+      void test('putQueueLayout overwrites, one per queue; deleteQueue removes it', async (t) => {
+        const store = await openStore(t)
+        await store.write(
+          [
+            { type: 'putQueueLayout', layout: { queue: 'q', partitions: 2 } },
+            { type: 'putQueueLayout', layout: { queue: 'q', partitions: 8 } },
+            { type: 'putQueueLayout', layout: { queue: 'q/2', partitions: 0xffff_ffff } },
+            { type: 'putQueueLayout', layout: { queue: 'qq', partitions: 1 } },
+          ],
+          { sync: false },
+        )
+        await store.write([{ type: 'deleteQueue', queue: 'qq' }], { sync: false })
+        await store.close()
+        await store.open()
+        assert.deepEqual(sortedState(await store.loadState()).layouts, [
+          { queue: 'q', partitions: 8 },
+          { queue: 'q/2', partitions: 0xffff_ffff },
+        ])
+        await rejectsWithCode(
+          store.write([{ type: 'putQueueLayout', layout: { queue: 'q', partitions: 0 } }], { sync: false }),
+          QueueErrorCodes.storageFailure,
+        )
       })
 
       void test('putMembership is idempotent, deleteMembership removes exactly one', async (t) => {

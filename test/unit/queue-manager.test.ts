@@ -459,3 +459,73 @@ test('a settle without group-id finds the one group the client has in the queue;
   await manager.settle(client, { queue: 'jobs', messageId: second.message.id, action: 'ack', group: 'a' })
   await manager.close()
 })
+
+test('a partition count changed in config waits until the queue is empty: keys keep their partitions, per-key order holds', async () => {
+  const store = new MemoryQueueStore()
+  const first = await setup({ q: { partitions: 2 } }, store)
+  const keys = ['a', 'b', 'c', 'd', 'e']
+  const placed = new Map<string, number>()
+  for (let i = 0; i < 10; i++) {
+    const key = keys[i % keys.length]!
+    const message = await first.manager.publish({
+      queue: 'q',
+      payload: payload(`${key}-${i}`),
+      properties: {},
+      partitionKey: key,
+    })
+    placed.set(key, message.partition)
+  }
+  await first.manager.close()
+
+  const second = await setup({ q: { partitions: 8 } }, store)
+  assert.equal(second.manager.queueStats('q').settings.partitions, 2, 'kept while messages are stored')
+  for (let i = 10; i < 20; i++) {
+    const key = keys[i % keys.length]!
+    const message = await second.manager.publish({
+      queue: 'q',
+      payload: payload(`${key}-${i}`),
+      properties: {},
+      partitionKey: key,
+    })
+    assert.equal(message.partition, placed.get(key), `key ${key} stays in its partition`)
+  }
+  // An admin change of something else goes through; one of partitions is refused while not empty.
+  await second.manager.createQueue('other', {})
+  await second.manager.updateQueue('q', { maxDepth: 500 })
+  assert.equal(second.manager.queueStats('q').settings.partitions, 2)
+  await assert.rejects(second.manager.updateQueue('q', { partitions: 16 }), { code: 'QUEUE_NOT_EMPTY' })
+
+  const consumer = new FakeConsumer('c')
+  await second.manager.subscribe(consumer, 'q', 'g')
+  const acked: string[] = []
+  while (acked.length < 20) {
+    await until(() => consumer.deliveries.length > 0, 2000, `delivery ${acked.length + 1}`)
+    for (const delivery of consumer.deliveries.splice(0)) {
+      acked.push(text(delivery))
+      await settle(second.manager, consumer, delivery, 'ack')
+    }
+  }
+  for (const key of keys) {
+    const order = acked.filter((p) => p.startsWith(`${key}-`)).map((p) => Number(p.split('-')[1]))
+    assert.deepEqual(
+      order,
+      [...order].sort((x, y) => x - y),
+      `key ${key} acked in publish order`,
+    )
+  }
+  assert.equal(second.manager.depth('q'), 0)
+  const next = await second.manager.publish({
+    queue: 'q',
+    payload: payload('x'),
+    properties: {},
+    partitionKey: 'a',
+  })
+  assert.equal(second.manager.queueStats('q').settings.partitions, 8, 'applied once empty')
+  assert.ok(next.partition < 8)
+  await second.manager.close()
+
+  // The new count is the stored one now: a restart keeps it.
+  const third = await setup({ q: { partitions: 8 } }, store)
+  assert.equal(third.manager.queueStats('q').settings.partitions, 8)
+  await third.manager.close()
+})
