@@ -22,6 +22,8 @@ import type { DeadLetterJson, FinalState, Outcome, QueueJson, Stamped, TraceEven
 export const FRESH_FRACTION = 0.3
 /** Past this fraction of the delivery timeout a held delivery may have timed out (GENERATED.settleAfterTimeout). */
 const STALE_FRACTION = 0.5
+/** No settle counts as fresh while the last PUBACK took this fraction of the delivery timeout or more. */
+const LAG_FRACTION = 0.1
 /** Session Expiry Interval of persistent members: longer than any run. */
 const SESSION_EXPIRY_S = 300
 const DRAIN_TIMEOUT_MS = 20_000
@@ -82,6 +84,8 @@ export class SequenceRun {
   /** `$ack` / `$reject` sent per group and message whose PUBACK has not come yet. */
   private readonly settling = new Map<string, number>()
   private readonly pendingAnswers = new Map<MqttClient, Set<() => void>>()
+  /** Time from send to PUBACK of the last answered publish: how far behind the broker is. */
+  private lastRoundTripMs = 0
 
   constructor(
     readonly spec: SequenceSpec,
@@ -302,9 +306,11 @@ export class SequenceRun {
     }
     const set = pending
     let done = false
+    const sentMs = Date.now()
     const answer = (outcome: Outcome) => {
       if (done) return
       done = true
+      if (outcome !== 'lost') this.lastRoundTripMs = Date.now() - sentMs
       set.delete(lose)
       onOutcome(outcome)
     }
@@ -474,6 +480,9 @@ export class SequenceRun {
       // An earlier $ack/$reject of the group may still settle this very delivery (message-ids name
       // messages, not deliveries): then this one is rightly refused as already settled.
       (this.settling.get(groupKey) ?? 0) === 0 &&
+      // The delivery timeout runs from the broker's decision, before its write and send: a broker that
+      // answers slowly right now may have let a just-received delivery time out already.
+      this.lastRoundTripMs < this.spec.settings.deliveryTimeoutMs * LAG_FRACTION &&
       nowMs - held.freshFromMs < this.spec.settings.deliveryTimeoutMs * FRESH_FRACTION
     const ends = (verb === 'ack' || verb === 'reject') && !options.repeat
     if (ends) this.settling.set(groupKey, (this.settling.get(groupKey) ?? 0) + 1)
