@@ -42,13 +42,8 @@ import {
   PublishRefusedError,
   subscribeReasonCode,
 } from './queue-reason-codes.js'
-import {
-  defaultConsumerGroup,
-  isQueueTopic,
-  parseQueueTopic,
-  QUEUE_PREFIX,
-  queueNameLimitProblem,
-} from './queue-topics.js'
+import { defaultConsumerGroup, isQueueTopic, parseQueueTopic, QUEUE_PREFIX } from './queue-topics.js'
+import { queueNameLimitProblem } from '../queue/settings.js'
 
 /** What the adapter needs of the broker; `MqttBroker` from broker.ts fits. */
 export interface QueueAdapterBroker {
@@ -308,9 +303,10 @@ class MqttQueueAdapter implements QueueAdapter {
         'settles must come from a consumer connection',
       )
     }
-    const log = { queue, action, clientId: client.id, node: this.#aedes.id }
+    // Log fields only on a refusal: the common path allocates no more than the one settle input.
+    const log = () => ({ queue, action, clientId: client.id, node: this.#aedes.id })
     let messageIds: readonly string[]
-    const common: Omit<SettleInput, 'messageId'> = { queue, action }
+    const common: SettleInput = { queue, messageId: '', action }
     try {
       const userProperties = packet.properties?.userProperties
       messageIds = settleMessageIds(packet)
@@ -327,7 +323,7 @@ class MqttQueueAdapter implements QueueAdapter {
     } catch (err) {
       const refusal = err instanceof PublishRefusedError ? err : PublishRefusedError.from(err)
       this.#logger.warn(
-        { ...log, reasonCode: refusal.reasonCode, err: refusal.message },
+        { ...log(), reasonCode: refusal.reasonCode, err: refusal.message },
         'queue settle refused',
       )
       throw refusal
@@ -340,12 +336,13 @@ class MqttQueueAdapter implements QueueAdapter {
     await consumer.sessionReady
     if (messageIds.length === 1) {
       const messageId = messageIds[0] ?? ''
+      common.messageId = messageId
       try {
-        await this.#queues.settle(consumer, { ...common, messageId })
+        await this.#queues.settle(consumer, common)
       } catch (err) {
         const refusal = PublishRefusedError.from(err)
         this.#logger.warn(
-          { ...log, group, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
+          { ...log(), group, messageId, reasonCode: refusal.reasonCode, err: refusal.message },
           'queue settle refused',
         )
         throw refusal
@@ -366,7 +363,7 @@ class MqttQueueAdapter implements QueueAdapter {
     const refusal = batchRefusal(messageIds.length, failures)
     this.#logger.warn(
       {
-        ...log,
+        ...log(),
         group,
         messageIds: failures.slice(0, LOGGED_FAILED_IDS).map((f) => f.messageId),
         failed: failures.length,
@@ -580,6 +577,7 @@ function settleMessageIds(packet: PublishPacket): readonly string[] {
       ),
     )
   }
+  if (fromProperties.length === 1) return fromProperties
   const seen = new Set<string>()
   for (const id of fromProperties) {
     if (seen.has(id)) {

@@ -9,36 +9,8 @@
  * (it rejects with `INVALID_QUEUE_NAME`), so the rule lives in one place.
  */
 import { SettleActions, type SettleAction } from '../queue/types.js'
-import { DEAD_LETTER_PREFIX } from '../queue/manager.js'
 
 export const QUEUE_PREFIX = '$queue/'
-
-/**
- * Limits on `<name>` in `$queue/<name>` (docs/queue-protocol.md), checked at the edge before anything
- * else sees the topic. Far below what aedes' topic router takes (100 levels, qlobber's `max_words`),
- * so a queue topic, its settle topics and its dead-letter queue `dlq/<name>` always fit.
- */
-export const QueueNameLimits = {
-  /** Topic levels of `<name>`; the dead-letter queue `dlq/<name>` may have one more. */
-  maxLevels: 32,
-  /** UTF-8 bytes of `<name>`; `dlq/<name>` may have 4 more. */
-  maxBytes: 1024,
-} as const
-
-/** Why `name` (a queue name from a `$queue/` topic) is over {@link QueueNameLimits}, or undefined. */
-export function queueNameLimitProblem(name: string): string | undefined {
-  const own = name.startsWith(DEAD_LETTER_PREFIX) ? name.slice(DEAD_LETTER_PREFIX.length) : name
-  const bytes = Buffer.byteLength(own)
-  if (bytes > QueueNameLimits.maxBytes) {
-    return `queue name has ${bytes} bytes, at most ${QueueNameLimits.maxBytes} allowed`
-  }
-  let levels = 1
-  for (let i = 0; i < own.length; i++) if (own.charCodeAt(i) === 0x2f) levels++
-  if (levels > QueueNameLimits.maxLevels) {
-    return `queue name has ${levels} levels, at most ${QueueNameLimits.maxLevels} allowed`
-  }
-  return undefined
-}
 
 /** The last topic level that turns a publish into a settle, e.g. `$queue/jobs/$ack`. */
 const SETTLE_LEVELS: Readonly<Record<string, SettleAction>> = {

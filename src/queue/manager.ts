@@ -11,6 +11,7 @@ import { silentObserver, type QueueObserver } from './observer.js'
 import type { DeliveryHost } from './partition-worker.js'
 import { Queue } from './queue.js'
 import {
+  DEAD_LETTER_PREFIX,
   queueNameProblem,
   resolveQueueSettings,
   settingsProblem,
@@ -111,8 +112,7 @@ export interface QueueStats {
  */
 export const PENDING_DEAD_LETTERS_GROUP = '$pending'
 
-/** Dead letters of queue `<name>` go to the ordinary queue `dlq/<name>`. */
-export const DEAD_LETTER_PREFIX = 'dlq/'
+export { DEAD_LETTER_PREFIX }
 
 /**
  * The queue core: owns queues, consumer groups, deliveries and settles, and is the only writer of
@@ -416,7 +416,10 @@ export class QueueManager implements QueueService, DeliveryHost {
       case SettleActions.ack: {
         this.releaseInflight(queue, progress, seq)
         this.observer.settled(queue.name, group.name, input.action, this.sinceDelivery(inflight))
-        return this.commitSettled(queue, progress, seq)
+        const settled = this.commitSettled(queue, progress, seq)
+        // Not in flight: it waited for its retry, and an ordered partition waited behind it.
+        if (inflight === undefined) queue.wake(progress.partition)
+        return settled
       }
       case SettleActions.nack: {
         const released = this.releaseInflight(queue, progress, seq)!
@@ -428,7 +431,16 @@ export class QueueManager implements QueueService, DeliveryHost {
         const released = this.releaseInflight(queue, progress, seq)
         this.observer.settled(queue.name, group.name, input.action, this.sinceDelivery(inflight))
         const message = released?.message ?? (await this.readMessage(queue, parsed.partition, seq))
-        return this.deadLetter(queue, group, progress, message, DeadLetterReasons.rejected, input.reason)
+        const deadLettered = this.deadLetter(
+          queue,
+          group,
+          progress,
+          message,
+          DeadLetterReasons.rejected,
+          input.reason,
+        )
+        if (inflight === undefined) queue.wake(progress.partition)
+        return deadLettered
       }
     }
   }
@@ -440,6 +452,15 @@ export class QueueManager implements QueueService, DeliveryHost {
     if (message.expiresAtMs !== undefined && message.expiresAtMs <= now) {
       progress.skip(message.seq)
       void this.deadLetter(queue, group, progress, message, DeadLetterReasons.expired).catch(
+        (error: unknown) => this.logWriteFailure(error, queue.name),
+      )
+      return
+    }
+    // Deliveries it used up before a crash (in flight when the process died) count: no delivery
+    // beyond maxDeliveries, also after a restart.
+    if ((progress.attempts.get(message.seq) ?? 0) >= queue.settings.retry.maxDeliveries) {
+      progress.skip(message.seq)
+      void this.deadLetter(queue, group, progress, message, DeadLetterReasons.maxDeliveries).catch(
         (error: unknown) => this.logWriteFailure(error, queue.name),
       )
       return

@@ -21,9 +21,47 @@ export function resolveQueueSettings(
   return settings
 }
 
-/** `<name>` of `$queue/<name>`: one or more non-empty levels, no wildcards, no `$`-reserved level. */
+/**
+ * Limits on `<name>` in `$queue/<name>` (docs/queue-protocol.md). Far below what aedes' topic router
+ * takes (100 levels, qlobber's `max_words`), so a queue topic, its settle topics and its dead-letter
+ * queue `dlq/<name>` always fit; config and the admin API cannot declare a queue clients cannot reach.
+ */
+export const QueueNameLimits = {
+  /** Topic levels of `<name>`; the dead-letter queue `dlq/<name>` may have one more. */
+  maxLevels: 32,
+  /** UTF-8 bytes of `<name>`; `dlq/<name>` may have 4 more. */
+  maxBytes: 1024,
+} as const
+
+/** Dead letters of queue `<name>` go to the ordinary queue `dlq/<name>`. */
+export const DEAD_LETTER_PREFIX = 'dlq/'
+
+/**
+ * Why `name` is over {@link QueueNameLimits}, or undefined. Cheap (no split): the MQTT edge asks it
+ * for every `$queue/` topic before anything else sees the topic.
+ */
+export function queueNameLimitProblem(name: string): string | undefined {
+  const own = name.startsWith(DEAD_LETTER_PREFIX) ? name.slice(DEAD_LETTER_PREFIX.length) : name
+  const bytes = Buffer.byteLength(own)
+  if (bytes > QueueNameLimits.maxBytes) {
+    return `queue name has ${bytes} bytes, at most ${QueueNameLimits.maxBytes} allowed`
+  }
+  let levels = 1
+  for (let i = 0; i < own.length; i++) if (own.charCodeAt(i) === 0x2f) levels++
+  if (levels > QueueNameLimits.maxLevels) {
+    return `queue name has ${levels} levels, at most ${QueueNameLimits.maxLevels} allowed`
+  }
+  return undefined
+}
+
+/**
+ * `<name>` of `$queue/<name>`: one or more non-empty levels, no wildcards, no `$`-reserved level,
+ * within {@link QueueNameLimits}.
+ */
 export function queueNameProblem(name: string): string | undefined {
   if (name.length === 0) return 'queue name is empty'
+  const overLimit = queueNameLimitProblem(name)
+  if (overLimit !== undefined) return overLimit
   if (name.includes('\u0000')) return 'queue name contains U+0000'
   for (const level of name.split('/')) {
     if (level.length === 0) return `queue name "${name}" has an empty level`

@@ -14,8 +14,7 @@
 // MODEL_CONCURRENCY (sequences at once on the shared broker), MODEL_CRASH_BATCH (crash sequences
 // sharing their kills), MODEL_CRASH_FRACTION, MODEL_TIME_LIMIT_MS (no new
 // sequence starts after this), MODEL_TRACE=1 (print the whole trace of a failing sequence),
-// MODEL_ENABLE (operation kinds switched off for known bugs: GENERATED in sequence.ts). A failure
-// prints the replay line: `MODEL_SEED=<seed> MODEL_SEQUENCES=1 MODEL_STEPS=<n> npm run test:model`.
+// A failure prints the replay line: `MODEL_SEED=<seed> MODEL_SEQUENCES=1 MODEL_STEPS=<n> npm run test:model`.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { writeFile, mkdir } from 'node:fs/promises'
@@ -214,10 +213,7 @@ async function runCrashing(
 }
 
 function replayLine(spec: SequenceSpec): string {
-  const enable = process.env['MODEL_ENABLE']
-  const extra =
-    (CRASH_FRACTION === 0.2 ? '' : ` MODEL_CRASH_FRACTION=${CRASH_FRACTION}`) +
-    (enable === undefined || enable === '' ? '' : ` MODEL_ENABLE=${enable}`)
+  const extra = CRASH_FRACTION === 0.2 ? '' : ` MODEL_CRASH_FRACTION=${CRASH_FRACTION}`
   return `MODEL_SEED=${spec.seed} MODEL_SEQUENCES=1 MODEL_STEPS=${spec.maxSteps}${extra} npm run test:model`
 }
 

@@ -15,13 +15,11 @@ import type { IClientOptions, IPublishPacket, MqttClient } from 'mqtt'
 import { callApi, seg } from '../helpers/admin.js'
 import { connackOf, connectClient, TIMEOUT_MS } from '../helpers/server.js'
 import { within } from '../helpers/wait.js'
-import { formatOp, GENERATED, type Op, type SequenceSpec, type SettleVerb } from './sequence.js'
+import { formatOp, type Op, type SequenceSpec, type SettleVerb } from './sequence.js'
 import type { DeadLetterJson, FinalState, Outcome, QueueJson, Stamped, TraceEvent } from './trace.js'
 
 /** A settle sent within this fraction of the delivery timeout after the delivery counts as fresh. */
 export const FRESH_FRACTION = 0.3
-/** Past this fraction of the delivery timeout a held delivery may have timed out (GENERATED.settleAfterTimeout). */
-const STALE_FRACTION = 0.5
 /** No settle counts as fresh while the last PUBACK took this fraction of the delivery timeout or more. */
 const LAG_FRACTION = 0.1
 /** Session Expiry Interval of persistent members: longer than any run. */
@@ -144,7 +142,6 @@ export class SequenceRun {
           this.record({ k: 'note', text: `m${member.index} holds no delivery` })
           return
         }
-        if (!this.mayEnd(op.verb, target)) return
         const sent = this.settle(member, op.verb, target, {
           groupId: op.groupId,
           delayMs: op.delayMs,
@@ -156,11 +153,9 @@ export class SequenceRun {
         const member = this.onlineMember(op.member, formatOp(op))
         if (member === undefined) return
         const sent = Promise.all(
-          [...member.held.values()]
-            .filter((held) => this.mayEnd('ack', held))
-            .map((held) =>
-              this.settle(member, 'ack', held, { groupId: false, delayMs: undefined, repeat: false }),
-            ),
+          [...member.held.values()].map((held) =>
+            this.settle(member, 'ack', held, { groupId: false, delayMs: undefined, repeat: false }),
+          ),
         ).then(() => undefined)
         return this.maybeWait(sent, op.wait)
       }
@@ -187,19 +182,6 @@ export class SequenceRun {
         this.record({ k: 'restart' })
         return
     }
-  }
-
-  /** False for an `$ack`/`$reject` that GENERATED.settleAfterTimeout rules out (noted in the trace). */
-  private mayEnd(verb: SettleVerb, held: Held): boolean {
-    if (GENERATED.settleAfterTimeout || this.spec.settings.ordering === 'none') return true
-    if (verb !== 'ack' && verb !== 'reject') return true
-    const ageMs = Date.now() - held.freshFromMs
-    if (ageMs < this.spec.settings.deliveryTimeoutMs * STALE_FRACTION) return true
-    this.record({
-      k: 'note',
-      text: `not settling ${held.msg} (${ageMs} ms old): GENERATED.settleAfterTimeout`,
-    })
-    return false
   }
 
   private maybeWait(sent: Promise<void>, wait: boolean): Promise<void> {
@@ -626,8 +608,6 @@ export class SequenceRun {
         if (!member.online) continue
         member.autoAck = true
         for (const held of [...member.held.values()]) {
-          // One that may have timed out comes again, and is acked then.
-          if (!this.mayEnd('ack', held)) continue
           this.track(this.settle(member, 'ack', held, { groupId: false, delayMs: undefined, repeat: false }))
         }
       }

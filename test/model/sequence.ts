@@ -65,9 +65,6 @@ export const MAX_MEMBERS_PER_GROUP = 3
 export const KEYS = 3
 export const MAX_CRASHES = 2
 
-/** Kinds switched off below that MODEL_ENABLE (comma-separated names) switches on, e.g. to check a fix. */
-const ENABLED = new Set((process.env['MODEL_ENABLE'] ?? '').split(',').map((name) => name.trim()))
-
 /**
  * Operation kinds that are generated. A kind is switched off here only while it exposes a known,
  * reported broker bug (say which in a comment), so that the rest of the model keeps running green.
@@ -87,24 +84,6 @@ export const GENERATED = {
   reack: true,
   timeout: true,
   crash: true,
-  /**
-   * `$ack` / `$reject` of a delivery that may have timed out already (ordered queues). OFF because of
-   * a broker bug: such a settle, arriving while the message waits for its retry backoff, is accepted
-   * (PUBACK 0) but nothing wakes the partition, and the rest of it is never delivered (until an
-   * unrelated publish or join). Repro: model seed 5 (MODEL_SEED=5 MODEL_SEQUENCES=60 hit it once);
-   * deterministic: 2 messages, 1 partition, deliveryTimeoutMs 300, retry.initialDelayMs 2000; let the
-   * first time out, `$ack` it after 500 ms (PUBACK 0): the second never comes. The drain then reports
-   * invariant 5 ("not drained"). MODEL_ENABLE=settleAfterTimeout generates it again.
-   */
-  settleAfterTimeout: ENABLED.has('settleAfterTimeout'),
-  /**
-   * Low `retry.maxDeliveries` in sequences with kill -9. OFF because of a broker bug: a delivery with
-   * delivery-count = maxDeliveries in flight at the kill is delivered again after the restart (count
-   * maxDeliveries + 1) instead of being dead-lettered (a disconnect at the same point dead-letters it).
-   * Repro: model seed 209 (MODEL_SEED=1); invariant 4. Crash sequences get maxDeliveries 100 instead;
-   * MODEL_ENABLE=maxDeliveriesAcrossCrash draws it low again.
-   */
-  maxDeliveriesAcrossCrash: ENABLED.has('maxDeliveriesAcrossCrash'),
 } as const
 
 type MemberPhase = 'online' | 'offline' | 'retired'
@@ -131,8 +110,6 @@ export function generateSequence(seed: number, maxSteps: number, crashFraction: 
       maxDeliveries: rng.int(3, 6),
     },
   }
-  // Drawn above either way, so that switching GENERATED.maxDeliveriesAcrossCrash keeps the other draws.
-  if (crashes && !GENERATED.maxDeliveriesAcrossCrash) settings.retry.maxDeliveries = 100
   const length = rng.int(Math.max(1, Math.ceil(maxSteps / 2)), Math.max(1, maxSteps))
   const ops = generateOps(rng, length, crashes)
   return { seed, maxSteps, queue: `model/s${seed}`, settings, crashes, ops }

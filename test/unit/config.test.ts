@@ -77,6 +77,7 @@ void test('every env var and flag maps to its setting', () => {
     SPOOL_DATA_DIR: '/d',
     SPOOL_NODE_ID: 'n1',
     SPOOL_LOG_LEVEL: 'debug',
+    SPOOL_IMPLICIT_GROUPS: 'false',
   }
   const fromEnv = loadConfig({ argv: ['start'], env }).config
   const fromCli = loadConfig({
@@ -90,6 +91,7 @@ void test('every env var and flag maps to its setting', () => {
       '--data-dir=/d',
       '--node-id=n1',
       '--log-level=debug',
+      '--implicit-groups=false',
     ],
     env: {},
   }).config
@@ -102,6 +104,7 @@ void test('every env var and flag maps to its setting', () => {
     assert.equal(config.dataDir, '/d')
     assert.equal(config.nodeId, 'n1')
     assert.equal(config.log.level, 'debug')
+    assert.equal(config.queues.implicitGroups, false)
   }
 })
 
@@ -173,6 +176,18 @@ void test('errors name the field and the bad value', () => {
     [
       { queues: { declared: { 'a/#': {} } } },
       'queues.declared.a/# must be a valid queue name (queue name "a/#" contains a wildcard), got "a/#"',
+    ],
+    [
+      { queues: { declared: { [Array.from({ length: 33 }, (_, i) => `l${i}`).join('/')]: {} } } },
+      `queues.declared.${Array.from({ length: 33 }, (_, i) => `l${i}`).join('/')} must be a valid queue name (queue name has 33 levels, at most 32 allowed), got "${Array.from({ length: 33 }, (_, i) => `l${i}`).join('/')}"`,
+    ],
+    [
+      { queues: { declared: { q: { groupExpiryMs: -1 } } } },
+      'queues.declared.q.groupExpiryMs must be an integer >= 0, got -1',
+    ],
+    [
+      { queues: { implicitGroups: 'sometimes' } },
+      'queues.implicitGroups must be true or false, got "sometimes"',
     ],
     [
       { queues: { declared: { q: { retry: { maxDeliveries: 0 } } } } },

@@ -529,3 +529,45 @@ test('a partition count changed in config waits until the queue is empty: keys k
   assert.equal(third.manager.queueStats('q').settings.partitions, 8)
   await third.manager.close()
 })
+
+test('an $ack or $reject of a delivery that timed out and waits for its retry lets the partition go on', async () => {
+  for (const action of ['ack', 'reject'] as const) {
+    const { manager, clock } = await setup({
+      q: { partitions: 1, deliveryTimeoutMs: 300, retry: { initialDelayMs: 2000 } },
+    })
+    const consumer = new FakeConsumer(`late-${action}`)
+    await manager.subscribe(consumer, 'q', 'g')
+    await publishAll(manager, 'q', ['a', 'b'])
+    await until(() => consumer.deliveries.length === 1, 2000, 'a delivered')
+    const first = consumer.deliveries[0]!
+    clock.advance(500) // timed out: a waits 2 s for its retry, b waits behind it (ordered)
+    await settle(manager, consumer, first, action)
+    await until(() => consumer.deliveries.length === 2, 2000, `b delivered after the late $${action}`)
+    assert.equal(text(consumer.deliveries[1]!), 'b')
+    clock.advance(5000)
+    assert.equal(consumer.deliveries.length, 2, 'a is not delivered again')
+    await manager.close()
+  }
+})
+
+test('a delivery in flight at a crash that used up maxDeliveries is dead-lettered at restart, not delivered again', async () => {
+  const store = new MemoryQueueStore()
+  const first = await setup({ q: { retry: { maxDeliveries: 1 } } }, store)
+  const consumer = new FakeConsumer('c')
+  await first.manager.subscribe(consumer, 'q', 'g')
+  await publishAll(first.manager, 'q', ['once'])
+  await until(() => consumer.deliveries.length === 1, 2000, 'first delivery')
+  await first.manager.close() // the process dies with the delivery in flight
+
+  const second = await setup({ q: { retry: { maxDeliveries: 1 } } }, store)
+  const again = new FakeConsumer('c')
+  await second.manager.subscribe(again, 'q', 'g')
+  const dlq = new FakeConsumer('d')
+  await second.manager.subscribe(dlq, 'dlq/q', 'ops')
+  await until(() => dlq.deliveries.length === 1, 2000, 'dead letter')
+  assert.equal(dlq.userProperty(dlq.deliveries[0]!, 'dlq-reason'), 'max-deliveries')
+  assert.equal(dlq.userProperty(dlq.deliveries[0]!, 'dlq-delivery-count'), '1')
+  assert.equal(again.deliveries.length, 0, 'never a delivery-count 2 with maxDeliveries 1')
+  await until(() => second.manager.depth('q') === 0, 2000, 'settled for the group')
+  await second.manager.close()
+})
