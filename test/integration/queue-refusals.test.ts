@@ -58,6 +58,48 @@ void test('maxDepth and maxMessageBytes answer 0x97 with a Reason String; the re
   assert.equal((await next).payload.toString(), 'e')
 })
 
+void test('maxMessageBytes counts user properties: 10 x 60 kB of them on a 4-byte payload get 0x97 from a 1,000-byte queue; 8 MB of them hit the 1 MiB Maximum Packet Size', async (t) => {
+  const queue = uniqueQueue('fat-properties')
+  const server = await startTestServer(t, { raw: declareQueue(queue, { maxMessageBytes: 1000 }) })
+  const publisher = await connectClient(t, server.mqttPort)
+  const userProperties: Record<string, string> = {}
+  for (let i = 0; i < 10; i++) userProperties[`k${i}`] = 'v'.repeat(60_000)
+  const refused = await publishOutcome(publisher, `$queue/${queue}`, 'tiny', { userProperties })
+  assert.equal(refused.reasonCode, 0x97)
+  assert.match(
+    refused.reasonString ?? '',
+    /payload 4, queue name and properties \d+\) exceeds maxMessageBytes 1000/,
+  )
+  assert.equal(publisher.connected, true)
+  assert.equal((await publishOutcome(publisher, `$queue/${queue}`, 'tiny')).reasonCode, 0, 'a small one fits')
+
+  // Above the broker's default Maximum Packet Size (1 MiB, advertised in CONNACK) the packet never
+  // reaches the queue: mqtt.js refuses to send it, a client that sends it anyway is disconnected (0x95).
+  const huge: Record<string, string> = {}
+  for (let i = 0; i < 140; i++) huge[`k${i}`] = 'v'.repeat(60_000)
+  const other = await connectClient(t, server.mqttPort)
+  const gone = new Promise<string>((resolve) => other.once('close', () => resolve('closed')))
+  const tooBig = await within(
+    Promise.race([
+      other.publishAsync(`$queue/${queue}`, 'tiny', { qos: 1, properties: { userProperties: huge } }).then(
+        () => 'sent',
+        (err: Error) => `refused: ${err.message}`,
+      ),
+      gone,
+    ]),
+    TIMEOUT_MS,
+    'the oversized publish refused or the connection closed',
+  )
+  assert.notEqual(tooBig, 'sent')
+  const consumer = await connectClient(t, server.mqttPort, { clientId: uniqueId('drain') })
+  // The backlog may arrive before the SUBACK: listen first.
+  const first = nextMessage(consumer)
+  await subscribeQueue(consumer, queue, uniqueId('g'))
+  const only = await first
+  assert.equal(only.payload.toString(), 'tiny')
+  assert.equal(only.packet.properties?.userProperties?.['k0'], undefined, 'the refused one was not stored')
+})
+
 void test('an invalid queue name answers 0x90 with a Reason String; the connection stays up', async (t) => {
   const server = await startTestServer(t)
   const publisher = await connectClient(t, server.mqttPort)
