@@ -63,6 +63,25 @@ export default tseslint.config(
     },
   },
   {
+    // LevelDB is storage's business alone (one kernel in src/storage/level/). This is the typescript-eslint
+    // twin of no-restricted-imports, so it adds to the layer rules above instead of replacing them.
+    files: ['src/**/*.ts'],
+    ignores: ['src/storage/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['classic-level', 'classic-level/*'],
+              message: 'Only src/storage opens LevelDB (src/storage/level/open.ts).',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['src/queue/**/*.ts'],
     rules: {
       'no-restricted-imports': [

@@ -14,6 +14,9 @@ import type {
   StoredQueueSettings,
 } from '../queue/store.js'
 import type { MessageProperties, QueueMessage } from '../queue/types.js'
+import { readU64, TERMINATOR, writeU64 } from './level/keys.js'
+
+export { prefixRange } from './level/keys.js'
 
 export const RecordKinds = {
   message: 0x6d, // 'm'
@@ -31,19 +34,7 @@ export type RecordKind = (typeof RecordKinds)[keyof typeof RecordKinds]
 export const FORMAT_VERSION = 1
 export const FORMAT_KEY = Buffer.from([RecordKinds.format])
 
-const SEP = 0x00
-const TWO_32 = 0x1_0000_0000
-
-/** Writes a safe integer as 8 bytes big-endian (order-preserving). */
-function writeU64(buf: Buffer, value: number, offset: number): number {
-  buf.writeUInt32BE(Math.floor(value / TWO_32), offset)
-  buf.writeUInt32BE(value >>> 0, offset + 4)
-  return offset + 8
-}
-
-function readU64(buf: Buffer, offset: number): number {
-  return buf.readUInt32BE(offset) * TWO_32 + buf.readUInt32BE(offset + 4)
-}
+const SEP = TERMINATOR
 
 // ---------------------------------------------------------------------------------------------------
 // Keys
@@ -56,14 +47,6 @@ export function queuePrefix(kind: RecordKind, queue: string): Buffer {
   key.write(queue, 1, 'utf8')
   key[len + 1] = SEP
   return key
-}
-
-/** Range options covering every key that starts with `prefix`. */
-export function prefixRange(prefix: Buffer): { gte: Buffer; lt: Buffer } {
-  // Every prefix used here ends in 0x00 or is a single kind byte, so bumping the last byte is safe.
-  const lt = Buffer.from(prefix)
-  lt[lt.length - 1] = (lt[lt.length - 1] as number) + 1
-  return { gte: prefix, lt }
 }
 
 /** `m queue 0x00 partition:u32 seq:u64`. */

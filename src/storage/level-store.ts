@@ -2,8 +2,6 @@
  * The durable {@link QueueStore}: LevelDB through classic-level. Key layout and encodings are in
  * ./level-codec.ts and docs/storage.md.
  */
-import { mkdir } from 'node:fs/promises'
-import { ClassicLevel } from 'classic-level'
 import { QueueError, QueueErrorCodes } from '../queue/errors.js'
 import type { QueueStore, StoreOp, StoredState } from '../queue/store.js'
 import type { QueueMessage } from '../queue/types.js'
@@ -34,39 +32,57 @@ import {
   RecordKinds,
   seqOfMessageKey,
 } from './level-codec.js'
+import { writeBatch, type LevelOp } from './level/batch.js'
+import { LevelError } from './level/errors.js'
+import { AfterFailure, GroupCommitter } from './level/group-committer.js'
+import { TERMINATOR } from './level/keys.js'
+import { openLevel, type LevelDb, type LevelFormat } from './level/open.js'
 import { checkName, checkOp, checkPartition, invalidInput, notOpen, readBounds } from './validate.js'
 
-type Db = ClassicLevel<Buffer, Buffer>
-type LevelOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer }
-
-/** A checked, encoded batch; `deleteQueue` ops become key scans when the batch runs. */
-interface PreparedBatch {
-  /** A `string` entry is a `deleteQueue` of that queue, expanded in {@link LevelQueueStore.write}. */
-  readonly ops: Array<LevelOp | string>
-  /** Queue of each entry of `ops` (to find earlier puts of the same batch that a deleteQueue removes). */
-  readonly queues: string[]
-  readonly deletesQueues: boolean
-}
+/** A checked, encoded op; a `string` is a `deleteQueue` of that queue, expanded when its batch runs. */
+type PreparedOp = LevelOp | string
 
 const EMPTY = Buffer.alloc(0)
+
+const FORMAT: LevelFormat = { name: 'storage', key: FORMAT_KEY, version: FORMAT_VERSION }
 
 function storageFailure(what: string, cause: unknown): QueueError {
   const detail = cause instanceof Error ? cause.message : String(cause)
   return new QueueError(QueueErrorCodes.storageFailure, `LevelDB ${what} failed: ${detail}`, { cause })
 }
 
+/** The store's errors are QueueErrors: a kernel error keeps its message, and its cause if it has one. */
+function asQueueError(error: unknown, what: string): QueueError {
+  if (error instanceof QueueError) return error
+  if (error instanceof LevelError) {
+    return new QueueError(
+      QueueErrorCodes.storageFailure,
+      error.message,
+      error.cause === undefined ? undefined : { cause: error.cause },
+    )
+  }
+  return storageFailure(what, error)
+}
+
+/** The open handle and its committer; replaced as a whole by each open. */
+interface Opened {
+  readonly db: LevelDb
+  readonly commits: GroupCommitter<PreparedOp>
+}
+
 /**
- * {@link QueueStore} on LevelDB. Writes are applied one batch at a time in call order (classic-level
- * runs batches on the libuv thread pool, where two in-flight batches could otherwise land in either
- * order); reads run concurrently and see every write that has resolved.
+ * {@link QueueStore} on LevelDB. Writes go through the kernel's group committer
+ * (./level/group-committer.ts): the writes of one event-loop turn become one LevelDB batch, and
+ * batches are applied one at a time in call order (classic-level runs batches on the libuv thread
+ * pool, where two in-flight batches could otherwise land in either order). A failed batch rejects
+ * the writes in it; later batches still run. Reads run concurrently and see every write that has
+ * resolved.
  */
 export class LevelQueueStore implements QueueStore {
   readonly #location: string
-  #db: Db | undefined
+  #opened: Opened | undefined
   #opening: Promise<void> | undefined
   #closing: Promise<void> | undefined
-  /** Settles when the last queued write has settled; orders batches. */
-  #tail: Promise<void> = Promise.resolve()
 
   /** @param location Directory of the LevelDB database; created (recursively) by {@link open}. */
   constructor(location: string) {
@@ -78,7 +94,7 @@ export class LevelQueueStore implements QueueStore {
   }
 
   open(): Promise<void> {
-    if (this.#db !== undefined) return Promise.resolve()
+    if (this.#opened !== undefined) return Promise.resolve()
     this.#opening ??= this.#open().finally(() => {
       this.#opening = undefined
     })
@@ -87,40 +103,30 @@ export class LevelQueueStore implements QueueStore {
 
   async #open(): Promise<void> {
     await this.#closing
+    let db: LevelDb
     try {
-      await mkdir(this.#location, { recursive: true })
-    } catch (err) {
-      throw storageFailure(`creating ${this.#location}`, err)
+      db = await openLevel(this.#location, FORMAT)
+    } catch (error) {
+      throw asQueueError(error, `open of ${this.#location}`)
     }
-    const db: Db = new ClassicLevel<Buffer, Buffer>(this.#location, {
-      keyEncoding: 'buffer',
-      valueEncoding: 'buffer',
+    const commits = new GroupCommitter<PreparedOp>({
+      write: (ops, sync) => applyBatch(db, ops, sync),
+      afterFailure: AfterFailure.continue,
     })
-    try {
-      await db.open()
-    } catch (err) {
-      throw storageFailure(`open of ${this.#location}`, err)
-    }
-    try {
-      await checkFormat(db)
-    } catch (err) {
-      await db.close()
-      throw err instanceof QueueError ? err : storageFailure('format check', err)
-    }
-    this.#db = db
-    this.#tail = Promise.resolve()
+    this.#opened = { db, commits }
   }
 
   /** Waits for queued writes, then closes the database. Idempotent. */
   close(): Promise<void> {
-    const db = this.#db
-    if (db === undefined) return this.#closing ?? this.#opening?.then(() => this.close()) ?? Promise.resolve()
-    this.#db = undefined
-    const tail = this.#tail
+    const opened = this.#opened
+    if (opened === undefined) {
+      return this.#closing ?? this.#opening?.then(() => this.close()) ?? Promise.resolve()
+    }
+    this.#opened = undefined
     this.#closing = (async () => {
-      await tail // queued writes still run; their errors reach their own callers
+      await opened.commits.close() // queued writes still run; their errors reach their own callers
       try {
-        await db.close()
+        await opened.db.close()
       } catch (err) {
         throw storageFailure('close', err)
       }
@@ -131,16 +137,10 @@ export class LevelQueueStore implements QueueStore {
   }
 
   async write(ops: readonly StoreOp[], options: { readonly sync: boolean }): Promise<void> {
-    const db = this.#requireDb()
+    const { commits } = this.#requireOpen()
     // Check and encode now, so the batch holds the data as it was at the call.
-    const batch = prepare(ops)
-    const run = this.#tail.then(() => applyBatch(db, batch, options.sync))
-    // The chain only orders writes: the caller receives this write's outcome through `run`.
-    this.#tail = run.then(
-      () => undefined,
-      () => undefined,
-    )
-    return run
+    const prepared = prepare(ops)
+    return commits.add(prepared, options.sync)
   }
 
   async readMessages(
@@ -149,7 +149,7 @@ export class LevelQueueStore implements QueueStore {
     fromSeq: number,
     limit: number,
   ): Promise<QueueMessage[]> {
-    const db = this.#requireDb()
+    const { db } = this.#requireOpen()
     checkName('queue', queue)
     checkPartition(partition)
     const bounds = readBounds(fromSeq, limit)
@@ -165,7 +165,7 @@ export class LevelQueueStore implements QueueStore {
   }
 
   async getMessage(queue: string, partition: number, seq: number): Promise<QueueMessage | undefined> {
-    const db = this.#requireDb()
+    const { db } = this.#requireOpen()
     checkName('queue', queue)
     checkPartition(partition)
     if (!Number.isSafeInteger(seq) || seq < 0) return undefined
@@ -179,7 +179,7 @@ export class LevelQueueStore implements QueueStore {
   }
 
   async loadState(): Promise<StoredState> {
-    const db = this.#requireDb()
+    const { db } = this.#requireOpen()
     const kindRange = (kind: number) => prefixRange(Buffer.from([kind]))
     try {
       const [metas, groups, records, layouts, memberships, settings] = await Promise.all([
@@ -203,28 +203,14 @@ export class LevelQueueStore implements QueueStore {
     }
   }
 
-  #requireDb(): Db {
-    if (this.#db === undefined) throw notOpen()
-    return this.#db
+  #requireOpen(): Opened {
+    if (this.#opened === undefined) throw notOpen()
+    return this.#opened
   }
 }
 
-async function checkFormat(db: Db): Promise<void> {
-  const stored = await db.get(FORMAT_KEY)
-  if (stored === undefined) {
-    await db.put(FORMAT_KEY, Buffer.from([FORMAT_VERSION]), { sync: true })
-  } else if (stored.length !== 1 || stored[0] !== FORMAT_VERSION) {
-    throw new QueueError(
-      QueueErrorCodes.storageFailure,
-      `unsupported storage format ${stored.toString('hex')} in ${db.location} (expected ${FORMAT_VERSION})`,
-    )
-  }
-}
-
-function prepare(ops: readonly StoreOp[]): PreparedBatch {
-  const out: Array<LevelOp | string> = new Array<LevelOp | string>(ops.length)
-  const queues: string[] = new Array<string>(ops.length)
-  let deletesQueues = false
+function prepare(ops: readonly StoreOp[]): PreparedOp[] {
+  const out: PreparedOp[] = new Array<PreparedOp>(ops.length)
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i] as StoreOp
     checkOp(op)
@@ -232,12 +218,10 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
       case 'putMessage': {
         const m = op.message
         out[i] = { type: 'put', key: messageKey(m.queue, m.partition, m.seq), value: encodeMessageValue(m) }
-        queues[i] = m.queue
         break
       }
       case 'deleteMessage':
         out[i] = { type: 'del', key: messageKey(op.queue, op.partition, op.seq) }
-        queues[i] = op.queue
         break
       case 'putPartitionMeta':
         out[i] = {
@@ -245,17 +229,14 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
           key: partitionKey(op.meta.queue, op.meta.partition),
           value: encodePartitionMeta(op.meta),
         }
-        queues[i] = op.meta.queue
         break
       case 'putGroupState': {
         const s = op.state
         out[i] = { type: 'put', key: groupKey(s.queue, s.group, s.partition), value: encodeGroupState(s) }
-        queues[i] = s.queue
         break
       }
       case 'deleteGroupState':
         out[i] = { type: 'del', key: groupKey(op.queue, op.group, op.partition) }
-        queues[i] = op.queue
         break
       case 'putQueueSettings':
         out[i] = {
@@ -263,7 +244,6 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
           key: queuePrefix(RecordKinds.settings, op.record.queue),
           value: encodeQueueSettings(op.record),
         }
-        queues[i] = op.record.queue
         break
       case 'putGroupRecord':
         out[i] = {
@@ -271,11 +251,9 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
           key: groupRecordKey(op.record.queue, op.record.group),
           value: encodeGroupRecord(op.record),
         }
-        queues[i] = op.record.queue
         break
       case 'deleteGroupRecord':
         out[i] = { type: 'del', key: groupRecordKey(op.queue, op.group) }
-        queues[i] = op.queue
         break
       case 'putQueueLayout':
         out[i] = {
@@ -283,67 +261,66 @@ function prepare(ops: readonly StoreOp[]): PreparedBatch {
           key: queuePrefix(RecordKinds.layout, op.layout.queue),
           value: encodeQueueLayout(op.layout),
         }
-        queues[i] = op.layout.queue
         break
       case 'putMembership':
         out[i] = { type: 'put', key: membershipKey(op.membership), value: EMPTY }
-        queues[i] = op.membership.queue
         break
       case 'deleteMembership':
         out[i] = { type: 'del', key: membershipKey(op.membership) }
-        queues[i] = op.membership.queue
         break
       case 'deleteQueue':
         out[i] = op.queue
-        queues[i] = op.queue
-        deletesQueues = true
         break
       default:
         throw invalidInput('unknown op type')
     }
   }
-  return { ops: out, queues, deletesQueues }
+  return out
 }
 
 /**
- * Runs one prepared batch as ONE LevelDB write batch (all-or-nothing, in order). The chained form is
- * used because it copies each op into the native WriteBatch as it goes; with classic-level 3 it costs
- * about a third of `db.batch(array)` per op (see bench/store-bench.ts).
+ * Writes the batch of one turn as ONE LevelDB write batch (all-or-nothing, in order), after
+ * expanding its `deleteQueue`s. Runs inside the committer, one batch at a time.
  */
-async function applyBatch(db: Db, prepared: PreparedBatch, sync: boolean): Promise<void> {
-  const ops = prepared.deletesQueues ? await expandQueueDeletes(db, prepared) : (prepared.ops as LevelOp[])
-  if (ops.length === 0) return
-  const batch = db.batch()
+async function applyBatch(db: LevelDb, prepared: PreparedOp[], sync: boolean): Promise<void> {
   try {
-    for (const op of ops) {
-      if (op.type === 'put') batch.put(op.key, op.value)
-      else batch.del(op.key)
-    }
-    await batch.write({ sync })
-  } catch (err) {
-    // Nothing was written; release the native batch (idempotent if write() already closed it).
-    await batch.close()
-    throw storageFailure('write batch', err)
+    const ops = prepared.some((op) => typeof op === 'string')
+      ? await expandQueueDeletes(db, prepared)
+      : (prepared as LevelOp[])
+    await writeBatch(db, ops, sync)
+  } catch (error) {
+    throw asQueueError(error, 'write batch')
   }
 }
 
+/** True if `key` is a record of `queue` (`kind queue 0x00 …`); memberships (`c clientId 0x00 …`) never are. */
+function isQueueRecord(key: Buffer, queue: Buffer): boolean {
+  return (
+    key[0] !== RecordKinds.membership &&
+    key.length > queue.length + 1 &&
+    key[queue.length + 1] === TERMINATOR &&
+    key.compare(queue, 0, queue.length, 1, queue.length + 1) === 0
+  )
+}
+
 /**
- * Replaces each `deleteQueue` with dels of every key the queue has on disk plus every key this batch put
- * for it earlier. Runs inside the write chain, so no other write can slip between scan and batch.
+ * Replaces each `deleteQueue` with dels of every key the queue has on disk plus every key this batch
+ * put for it earlier (the batch holds the writes of a whole turn, so that includes earlier writes of
+ * that turn). Runs inside the committer, so no other write can slip between scan and batch.
  */
-async function expandQueueDeletes(db: Db, batch: PreparedBatch): Promise<LevelOp[]> {
+async function expandQueueDeletes(db: LevelDb, batch: readonly PreparedOp[]): Promise<LevelOp[]> {
   const out: LevelOp[] = []
-  for (let i = 0; i < batch.ops.length; i++) {
-    const op = batch.ops[i] as LevelOp | string
+  for (let i = 0; i < batch.length; i++) {
+    const op = batch[i] as PreparedOp
     if (typeof op !== 'string') {
       out.push(op)
       continue
     }
+    const queue = Buffer.from(op, 'utf8')
     for (let j = 0; j < i; j++) {
-      const earlier = batch.ops[j] as LevelOp | string
+      const earlier = batch[j] as PreparedOp
       // Memberships are not part of the queue's data (see the port): deleteQueue leaves them.
-      const queueData = typeof earlier !== 'string' && earlier.key[0] !== RecordKinds.membership
-      if (batch.queues[j] === op && queueData && earlier.type === 'put') {
+      if (typeof earlier !== 'string' && earlier.type === 'put' && isQueueRecord(earlier.key, queue)) {
         out.push({ type: 'del', key: earlier.key })
       }
     }

@@ -6,11 +6,12 @@
 import { QueueError, QueueErrorCodes } from '../queue/errors.js'
 import type { GroupPartitionState, Membership, PartitionMeta, StoreOp } from '../queue/store.js'
 import type { QueueMessage } from '../queue/types.js'
+import { isU32, MAX_U32 } from './level/keys.js'
 
 /** Partitions are stored as unsigned 32-bit integers. */
-export const MAX_PARTITION = 0xffff_ffff
+export const MAX_PARTITION = MAX_U32
 /** Delivery counts are stored as unsigned 32-bit integers. */
-export const MAX_DELIVERY_COUNT = 0xffff_ffff
+export const MAX_DELIVERY_COUNT = MAX_U32
 
 /**
  * U+0000 is the key separator of the level store (MQTT topic names cannot contain it,
@@ -35,7 +36,7 @@ export function checkName(kind: 'queue' | 'group' | 'client id', name: string): 
 }
 
 export function checkPartition(partition: number): void {
-  if (!Number.isInteger(partition) || partition < 0 || partition > MAX_PARTITION) {
+  if (!isU32(partition)) {
     throw invalidInput(`partition ${String(partition)} is not an integer in [0, ${MAX_PARTITION}]`)
   }
 }

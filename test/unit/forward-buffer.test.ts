@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { test, type TestContext } from 'node:test'
-import { ForwardBuffer, type BufferedPublish } from '../../src/cluster/forward-buffer.js'
+import { ForwardBuffer, type BufferedPublish } from '../../src/storage/forward/forward-buffer.js'
 import { within } from '../helpers/wait.js'
 
 /** A fresh temp dir, removed after the test (after the buffers in it are closed: t.after runs LIFO). */
@@ -317,7 +317,7 @@ test('bad input is refused without touching the buffer', async (t) => {
 test('a killed process loses nothing whose append had resolved (sync: true)', async (t) => {
   const dir = await tempDir(t)
   const location = join(dir, 'forward')
-  const moduleUrl = new URL('../../src/cluster/forward-buffer.js', import.meta.url).href
+  const moduleUrl = new URL('../../src/storage/forward/forward-buffer.js', import.meta.url).href
   // The child appends in bursts and prints the last seq of each burst once its appends resolved.
   const script = `
     import { ForwardBuffer } from ${JSON.stringify(moduleUrl)}
