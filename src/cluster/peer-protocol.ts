@@ -248,6 +248,7 @@ const STATUS_OF_CODE: Partial<Record<QueueErrorCode, grpc.status>> = {
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,
   MESSAGE_TOO_LARGE: grpc.status.INVALID_ARGUMENT,
   INVALID_QUEUE_NAME: grpc.status.INVALID_ARGUMENT,
+  INVALID_PARTITION: grpc.status.INVALID_ARGUMENT,
   UNKNOWN_MESSAGE: grpc.status.NOT_FOUND,
   CLOSED: grpc.status.UNAVAILABLE,
 }

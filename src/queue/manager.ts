@@ -9,6 +9,7 @@ import { silentLogger, type QueueLogger } from './logger.js'
 import { storedMessageBytes } from './message-size.js'
 import { silentObserver, type QueueObserver } from './observer.js'
 import type { DeliveryHost } from './partition-worker.js'
+import { assertPartitionNumber, formatMessageId, parseMessageId } from './message-id.js'
 import { Queue } from './queue.js'
 import {
   DEAD_LETTER_PREFIX,
@@ -112,7 +113,7 @@ export interface QueueStats {
  */
 export const PENDING_DEAD_LETTERS_GROUP = '$pending'
 
-export { DEAD_LETTER_PREFIX }
+export { DEAD_LETTER_PREFIX, parseMessageId }
 
 /**
  * The queue core: owns queues, consumer groups, deliveries and settles, and is the only writer of
@@ -624,7 +625,7 @@ export class QueueManager implements QueueService, DeliveryHost {
       for (const message of batch) {
         if (message.queue !== queueName || message.partition !== partition) {
           throw new QueueError(
-            QueueErrorCodes.invalidSettings,
+            QueueErrorCodes.invalidPartition,
             `message ${message.id} of ${message.queue} does not belong to partition ${partition} of ${queueName}`,
           )
         }
@@ -950,7 +951,7 @@ export class QueueManager implements QueueService, DeliveryHost {
     const log = queue.log(partition)
     const seq = log.nextSeq()
     const message: { -readonly [K in keyof QueueMessage]: QueueMessage[K] } = {
-      id: `${partition}-${seq}`,
+      id: formatMessageId(partition, seq),
       queue: queue.name,
       partition,
       seq,
@@ -1473,38 +1474,4 @@ export class QueueManager implements QueueService, DeliveryHost {
   private logWriteFailure(error: unknown, queue: string): void {
     this.logger.error({ err: error, queue }, 'queue state write failed')
   }
-}
-
-/** Partition numbers a message id can carry (`<partition>-<seq>`, at most 6 digits). */
-const MAX_PARTITIONS = 1_000_000
-
-function assertPartitionNumber(partition: number): void {
-  if (!Number.isSafeInteger(partition) || partition < 0 || partition >= MAX_PARTITIONS) {
-    throw new QueueError(QueueErrorCodes.invalidSettings, `partition ${partition} is not a partition number`)
-  }
-}
-
-/**
- * Parses `<partition>-<seq>` (1-6 and 1-15 ASCII digits); undefined when malformed. Runs on every
- * settle, hence by hand rather than with a regular expression and its match array.
- */
-export function parseMessageId(id: string): { partition: number; seq: number } | undefined {
-  const dash = id.indexOf('-')
-  const seqDigits = id.length - dash - 1
-  if (dash < 1 || dash > 6 || seqDigits < 1 || seqDigits > 15) return undefined
-  const partition = digitsValue(id, 0, dash)
-  const seq = digitsValue(id, dash + 1, id.length)
-  if (partition === undefined || seq === undefined) return undefined
-  return { partition, seq }
-}
-
-/** The number `id[from, to)` spells in decimal digits, or undefined if any other character is there. */
-function digitsValue(id: string, from: number, to: number): number | undefined {
-  let value = 0
-  for (let i = from; i < to; i++) {
-    const digit = id.charCodeAt(i) - 48
-    if (digit < 0 || digit > 9) return undefined
-    value = value * 10 + digit
-  }
-  return value
 }

@@ -383,7 +383,10 @@ test('importPartition refuses while served and refuses messages of another parti
     yield [message(partition)]
   }
   await assert.rejects(manager.importPartition(snapshot(1), one(1)), { code: 'PARTITION_NOT_SERVED' })
-  await assert.rejects(manager.importPartition(snapshot(0), one(1)), /does not belong to partition 0/)
+  await assert.rejects(manager.importPartition(snapshot(0), one(1)), {
+    code: 'INVALID_PARTITION',
+    message: /does not belong to partition 0/,
+  })
   assert.equal(await manager.importPartition(snapshot(0), one(0)), 1)
   await manager.acquirePartition('imp', 0)
   const consumer = new FakeConsumer('c')
@@ -392,6 +395,24 @@ test('importPartition refuses while served and refuses messages of another parti
   assert.equal(consumer.deliveries[0]!.message.id, '0-1')
   await turns()
   assert.equal(consumer.deliveries.length, 1)
+})
+
+test('a partition that is not a partition number is refused as INVALID_PARTITION', async (t) => {
+  const { manager } = await clusterManager(t, { bad: { partitions: 1 } })
+  for (const partition of [-1, 1.5, 1_000_000, Number.NaN]) {
+    await assert.rejects(manager.acquirePartition('bad', partition), {
+      code: 'INVALID_PARTITION',
+      message: /is not a partition number/,
+    })
+    await assert.rejects(
+      manager.importPartition(
+        { meta: { queue: 'bad', partition, lastSeq: 0, count: 0 }, groups: [] },
+        (async function* () {})(),
+      ),
+      { code: 'INVALID_PARTITION' },
+    )
+  }
+  assert.equal(manager.serves('bad', 0), false)
 })
 
 test('a group first seen on the new owner between import and acquire keeps the imported progress', async (t) => {
