@@ -102,7 +102,7 @@ test('a non-serving manager accepts and delivers nothing until it acquires the p
       code: 'PARTITION_NOT_SERVED',
     },
   )
-  assert.equal(manager.depth('owned'), 0)
+  assert.equal(manager.admin.depth('owned'), 0)
   const keyed = manager.partitionFor('owned', 'k')
   assert.ok(keyed === 0 || keyed === 1)
   assert.equal(manager.partitionFor('owned', 'k'), keyed, 'the same key always maps to the same partition')
@@ -127,7 +127,7 @@ test('a non-serving manager accepts and delivers nothing until it acquires the p
       code: 'PARTITION_NOT_SERVED',
     },
   )
-  assert.equal(manager.depth('owned'), 1)
+  assert.equal(manager.admin.depth('owned'), 1)
 })
 
 test('release returns in-flight deliveries and stops deliveries; acquire redelivers with a higher count', async (t) => {
@@ -189,7 +189,7 @@ test('release returns in-flight deliveries and stops deliveries; acquire redeliv
   clock.advance(20_000) // the dropped retry timer must not deliver it a third time
   await turns()
   assert.equal(consumer.deliveries.length, 4)
-  assert.equal(manager.depth('moving'), 0)
+  assert.equal(manager.admin.depth('moving'), 0)
 })
 
 test('a partition moves between two managers: unsettled messages per group, in order, seq continues', async (t) => {
@@ -295,7 +295,7 @@ test('a partition moves between two managers: unsettled messages per group, in o
   )
   for (const delivery of shippingB.deliveries.slice(30)) await ack(b, shippingB, delivery)
   for (const delivery of billingB.deliveries) await ack(b, billingB, delivery)
-  assert.equal(b.depth('handover'), 0)
+  assert.equal(b.admin.depth('handover'), 0)
 
   const next = await b.publish({ queue: 'handover', payload: payload('m51'), properties: {}, partition: 0 })
   assert.equal(next.seq, 51, 'seq continues after the imported lastSeq')
@@ -309,7 +309,7 @@ test('a partition moves between two managers: unsettled messages per group, in o
   // The old owner deletes what it stored of the partition.
   await a.dropPartition('handover', 0)
   assert.deepEqual(await a.readPartition('handover', 0, 1, 1000), [])
-  assert.equal(a.depth('handover'), 0)
+  assert.equal(a.admin.depth('handover'), 0)
   await a.close()
   await storeA.open()
   const stored = await storeA.loadState()
@@ -358,8 +358,8 @@ test('dead-letter queues stay served on a non-serving manager', async (t) => {
   manager.releasePartition('work', 0)
   assert.equal(manager.serves('work', 0), false)
   await ack(manager, operator, operator.deliveries[1]!)
-  assert.equal(manager.depth('dlq/work'), 2, 'kept for an operator (the $pending group) after the acks')
-  assert.equal((await manager.deadLetters('work', 10)).length, 2)
+  assert.equal(manager.admin.depth('dlq/work'), 2, 'kept for an operator (the $pending group) after the acks')
+  assert.equal((await manager.admin.deadLetters('work', 10)).length, 2)
 })
 
 test('importPartition refuses while served and refuses messages of another partition', async (t) => {
