@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { ERROR_CODE_TRAILER, loadProtoPackage } from '../grpc.js'
 import { QueueError, QueueErrorCodes, type QueueErrorCode } from '../queue/errors.js'
-import type { PartitionSnapshot } from '../queue/manager.js'
+import type { PartitionSnapshot } from '../queue/partition-ownership.js'
 import type { GroupPartitionState } from '../queue/store.js'
 import type { MessageProperties, QueueMessage, SettleAction, SettleInput } from '../queue/types.js'
 

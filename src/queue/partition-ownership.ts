@@ -19,6 +19,8 @@ export interface PartitionSnapshot {
  * A node serves a partition only between {@link acquirePartition} and {@link releasePartition}.
  */
 export interface PartitionHost extends QueueService {
+  /** Stores the message here (the local core never forwards): resolves with it once durable. */
+  publish(input: PublishInput): Promise<QueueMessage>
   /**
    * Refuses (throws a QueueError) what `publish` would refuse for its name or size, without storing
    * anything: for a node that keeps a message until the partition's owner takes it.
