@@ -14,7 +14,7 @@ import { silentObserver, type QueueObserver } from './observer.js'
 import { PartitionOwnership, type PartitionHost, type PartitionSnapshot } from './partition-ownership.js'
 import type { Queue } from './queue.js'
 import { QueueRegistry } from './registry.js'
-import type { QueueSettingsOverrides } from './settings.js'
+import { queueNameProblem, type QueueSettingsOverrides } from './settings.js'
 import type { QueueStore, StoreOp } from './store.js'
 import { TimerQueue } from './timer-queue.js'
 import {
@@ -185,8 +185,12 @@ export class QueueManager implements PartitionHost {
     return message
   }
 
+  /** Checks name and size like {@link publish}, and creates no queue (a cluster node forwarding it). */
   checkPublish(input: PublishInput): void {
-    this.checkedPublish(input)
+    const queue = this.registry.find(input.queue)
+    const problem = queue === undefined ? queueNameProblem(input.queue) : queue.nameProblem
+    if (problem !== undefined) this.refusePublish(input, QueueErrorCodes.invalidQueueName, problem)
+    this.checkSize(input, queue?.settings ?? this.registry.settingsOf(input.queue))
   }
 
   /** Counts a refused publish and throws its QueueError. */
@@ -199,16 +203,19 @@ export class QueueManager implements PartitionHost {
     const problem = this.registry.nameProblem(input.queue)
     if (problem !== undefined) this.refusePublish(input, QueueErrorCodes.invalidQueueName, problem)
     const queue = this.registry.getOrCreate(input.queue)
-    const settings = queue.settings
-    const bytes = storedMessageBytes(queue.name, input.payload, input.properties)
+    this.checkSize(input, queue.settings)
+    return queue
+  }
+
+  private checkSize(input: PublishInput, settings: QueueSettings): void {
+    const bytes = storedMessageBytes(input.queue, input.payload, input.properties)
     if (bytes > settings.maxMessageBytes) {
       this.refusePublish(
         input,
         QueueErrorCodes.messageTooLarge,
-        `message of ${bytes} bytes (payload ${input.payload.byteLength}, queue name and properties ${bytes - input.payload.byteLength}) exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${queue.name}`,
+        `message of ${bytes} bytes (payload ${input.payload.byteLength}, queue name and properties ${bytes - input.payload.byteLength}) exceeds maxMessageBytes ${settings.maxMessageBytes} of queue ${input.queue}`,
       )
     }
-    return queue
   }
 
   // ---- Membership ----

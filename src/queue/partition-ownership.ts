@@ -71,12 +71,12 @@ export class PartitionOwnership implements PartitionOwnershipApi {
 
   partitionFor(queueName: string, partitionKey: string | undefined): number {
     this.ctx.registry.assertQueueName(queueName)
-    return this.ctx.registry.getOrCreate(queueName).partitionFor(partitionKey)
+    return this.ctx.registry.partitionFor(queueName, partitionKey)
   }
 
   settingsOf(queueName: string): QueueSettings {
     this.ctx.registry.assertQueueName(queueName)
-    return this.ctx.registry.getOrCreate(queueName).settings
+    return this.ctx.registry.settingsOf(queueName)
   }
 
   serves(queueName: string, partition: number): boolean {

@@ -397,6 +397,39 @@ test('importPartition refuses while served and refuses messages of another parti
   assert.equal(consumer.deliveries.length, 1)
 })
 
+test('routing reads on a non-serving manager create no queue: settingsOf, partitionFor, checkPublish', async (t) => {
+  const { manager } = await clusterManager(t, { 'only-forwarded': { partitions: 4, maxMessageBytes: 2000 } })
+  const queue = 'only-forwarded'
+  assert.equal(manager.settingsOf(queue).partitions, 4)
+  assert.equal(
+    manager.partitionFor(queue, 'k'),
+    manager.partitionFor(queue, 'k'),
+    'a key keeps its partition',
+  )
+  // Without a key: round robin over the configured partitions, also for a queue not stored here.
+  assert.deepEqual(
+    Array.from({ length: 5 }, () => manager.partitionFor(queue, undefined)),
+    [0, 1, 2, 3, 0],
+  )
+  manager.checkPublish({ queue, payload: payload('x'), properties: {} })
+  assert.throws(() => manager.checkPublish({ queue, payload: Buffer.alloc(3000), properties: {} }), {
+    code: 'MESSAGE_TOO_LARGE',
+  })
+  assert.throws(() => manager.settingsOf('bad/+'), { code: 'INVALID_QUEUE_NAME' })
+  assert.equal(manager.serves(queue, 0), false)
+  assert.deepEqual(
+    manager.admin.listQueues().map((stats) => stats.name),
+    [],
+  )
+  assert.equal(manager.admin.depth(queue), undefined)
+  // A write (acquire) creates it, under the same settings.
+  await manager.acquirePartition(queue, 0)
+  assert.deepEqual(
+    manager.admin.listQueues().map((stats) => [stats.name, stats.settings.partitions]),
+    [[queue, 4]],
+  )
+})
+
 test('a partition that is not a partition number is refused as INVALID_PARTITION', async (t) => {
   const { manager } = await clusterManager(t, { bad: { partitions: 1 } })
   for (const partition of [-1, 1.5, 1_000_000, Number.NaN]) {
