@@ -399,9 +399,3 @@ export class QueueManager implements PartitionHost {
     return this.ownership.dropPartition(queueName, partition)
   }
 }
-
-export { DEAD_LETTER_PREFIX } from './settings.js'
-export { PENDING_DEAD_LETTERS_GROUP } from './dead-letters.js'
-export { parseMessageId } from './message-id.js'
-export type { GroupStats, QueueAdmin, QueueStats } from './admin.js'
-export type { PartitionHost, PartitionSnapshot } from './partition-ownership.js'
