@@ -1,5 +1,6 @@
 // ESLint flat config: typescript-eslint's type-checked rules, plus the
-// architecture rule from STYLE.md: the queue core imports none of the adapters.
+// architecture rules from STYLE.md: the queue core imports none of the adapters, and the
+// adapters use the core through its ports (only src/queues.ts wires QueueManager).
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
@@ -38,6 +39,11 @@ export default tseslint.config(
               group: ['aedes', 'aedes-*', 'mqtt-packet'],
               message: 'Only src/protocol imports aedes / mqtt-packet (STYLE.md).',
             },
+            {
+              regex: '(^|/)queue/manager(\\.js)?$',
+              message:
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+            },
           ],
         },
       ],
@@ -47,6 +53,47 @@ export default tseslint.config(
     // etcd is the cluster's business alone: nothing else may grow a dependency on it.
     files: ['src/**/*.ts'],
     ignores: ['src/cluster/**', 'src/protocol/**', 'src/queue/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['aedes', 'aedes-*', 'mqtt-packet'],
+              message: 'Only src/protocol imports aedes / mqtt-packet (STYLE.md).',
+            },
+            { group: ['etcd3', 'cockatiel'], message: 'Only src/cluster talks to etcd (STYLE.md).' },
+            {
+              regex: '(^|/)queue/manager(\\.js)?$',
+              message:
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The MQTT edge sees the core as a QueueService, never as the manager.
+    files: ['src/protocol/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)queue/manager(\\.js)?$',
+              message:
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The composition of the queue namespace: the one place outside src/queue that builds the manager.
+    files: ['src/queues.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

@@ -28,11 +28,11 @@ export const queuesExtension: ServerExtension = async (ctx) => {
     implicitGroups: ctx.config.queues.implicitGroups,
   })
   await manager.open()
-  ctx.metrics.watchQueues(manager)
+  ctx.metrics.watchQueues(manager.admin)
   const cluster = clustered ? await attachCluster(ctx, manager, logger) : null
   const adapter = attachQueues(ctx, cluster?.queues ?? manager, logger)
   const admin = new AdminService(
-    manager,
+    manager.admin,
     ctx.config.nodeId,
     cluster === null ? undefined : () => cluster.view(),
   )

@@ -5,34 +5,16 @@
  * service would be another.
  */
 import { ConfigError, resolveQueueSettings } from '../config/index.js'
-import {
-  DEAD_LETTER_PREFIX,
-  parseMessageId,
-  PENDING_DEAD_LETTERS_GROUP,
-  type GroupStats,
-  type QueueManager,
-  type QueueStats,
-} from '../queue/manager.js'
+import type { GroupStats, QueueAdmin, QueueStats } from '../queue/admin.js'
+import { PENDING_DEAD_LETTERS_GROUP } from '../queue/dead-letters.js'
 import { QueueErrorCodes } from '../queue/errors.js'
-import { queueNameProblem, type QueueSettingsOverrides } from '../queue/settings.js'
+import { parseMessageId } from '../queue/message-id.js'
+import { DEAD_LETTER_PREFIX, queueNameProblem, type QueueSettingsOverrides } from '../queue/settings.js'
 import { DEFAULT_QUEUE_SETTINGS, type QueueMessage, type QueueSettings } from '../queue/types.js'
 import { AdminError, AdminErrorCodes } from './errors.js'
 
-/** What the service needs of the core; {@link QueueManager} fits. */
-export type AdminQueueCore = Pick<
-  QueueManager,
-  | 'listQueues'
-  | 'queueStats'
-  | 'createQueue'
-  | 'updateQueue'
-  | 'deleteQueue'
-  | 'purgeQueue'
-  | 'deleteGroup'
-  | 'peek'
-  | 'deadLetters'
-  | 'redrive'
-  | 'depth'
->
+/** What the service needs of the core: its administration port. */
+export type AdminQueueCore = QueueAdmin
 
 /** A queue as the admin API shows it: the core's stats plus its pending dead letters. */
 export interface QueueView {

@@ -3,7 +3,7 @@
  * CLI uses, JSON in and out, errors as {@link AdminApiError} carrying the API's code and message.
  */
 import type { ClusterView, DeadLetterView, MessageView, QueueView } from '../admin/service.js'
-import type { GroupStats } from '../queue/manager.js'
+import type { GroupStats } from '../queue/admin.js'
 
 /** A request that failed: an error answer of the API (`status` > 0), or no answer at all (`status` 0). */
 export class AdminApiError extends Error {

@@ -16,7 +16,9 @@
 import type { Logger } from '../observability/logger.js'
 import type { RoutingMode } from '../config/index.js'
 import { QueueError, QueueErrorCodes } from '../queue/errors.js'
-import { DEAD_LETTER_PREFIX, parseMessageId, type QueueManager } from '../queue/manager.js'
+import { parseMessageId } from '../queue/message-id.js'
+import type { PartitionHost } from '../queue/partition-ownership.js'
+import { DEAD_LETTER_PREFIX } from '../queue/settings.js'
 import type {
   ConsumerConnection,
   Delivery,
@@ -44,7 +46,7 @@ const DRAIN_MAX_ROUNDS = 10_000
 
 export interface ClusterQueuesOptions {
   readonly nodeId: string
-  readonly manager: QueueManager
+  readonly manager: PartitionHost
   readonly coordinator: EtcdCoordinator
   readonly buffer: ForwardBuffer
   readonly routing: RoutingMode
@@ -59,7 +61,7 @@ interface LocalConsumer {
 
 export class ClusterQueues implements QueueService, PeerHandlers {
   private readonly nodeId: string
-  private readonly manager: QueueManager
+  private readonly manager: PartitionHost
   private readonly coordinator: EtcdCoordinator
   private readonly buffer: ForwardBuffer
   private readonly logger: Logger
@@ -246,7 +248,7 @@ export class ClusterQueues implements QueueService, PeerHandlers {
   }
 
   importPartition(
-    snapshot: Parameters<QueueManager['importPartition']>[0],
+    snapshot: Parameters<PartitionHost['importPartition']>[0],
     batches: AsyncIterable<QueueMessage[]>,
   ): Promise<number> {
     return this.manager.importPartition(snapshot, batches)

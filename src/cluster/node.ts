@@ -7,7 +7,7 @@
 import { join } from 'node:path'
 import type { Logger } from '../observability/logger.js'
 import type { ClusterView } from '../admin/service.js'
-import type { QueueManager } from '../queue/manager.js'
+import type { PartitionHost } from '../queue/partition-ownership.js'
 import type { ServerContext } from '../server.js'
 import { ClusterQueues } from './cluster-queues.js'
 import { EtcdCoordinator } from './coordinator.js'
@@ -31,7 +31,7 @@ export interface ClusterNode {
 
 export async function attachCluster(
   ctx: ServerContext,
-  manager: QueueManager,
+  manager: PartitionHost,
   logger: Logger,
 ): Promise<ClusterNode> {
   const config = ctx.config.cluster

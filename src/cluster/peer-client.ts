@@ -6,7 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import type { Logger } from '../observability/logger.js'
-import type { PartitionSnapshot } from '../queue/manager.js'
+import type { PartitionSnapshot } from '../queue/partition-ownership.js'
 import type { Delivery, PublishInput, QueueMessage, SettleInput } from '../queue/types.js'
 import {
   errorOfOutcome,

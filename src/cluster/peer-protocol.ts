@@ -6,7 +6,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { ERROR_CODE_TRAILER, loadProtoPackage } from '../grpc.js'
 import { QueueError, QueueErrorCodes, type QueueErrorCode } from '../queue/errors.js'
-import type { PartitionSnapshot } from '../queue/manager.js'
+import type { PartitionSnapshot } from '../queue/partition-ownership.js'
 import type { GroupPartitionState } from '../queue/store.js'
 import type { MessageProperties, QueueMessage, SettleAction, SettleInput } from '../queue/types.js'
 
@@ -248,6 +248,7 @@ const STATUS_OF_CODE: Partial<Record<QueueErrorCode, grpc.status>> = {
   QUEUE_FULL: grpc.status.RESOURCE_EXHAUSTED,
   MESSAGE_TOO_LARGE: grpc.status.INVALID_ARGUMENT,
   INVALID_QUEUE_NAME: grpc.status.INVALID_ARGUMENT,
+  INVALID_PARTITION: grpc.status.INVALID_ARGUMENT,
   UNKNOWN_MESSAGE: grpc.status.NOT_FOUND,
   CLOSED: grpc.status.UNAVAILABLE,
 }

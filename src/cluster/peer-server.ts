@@ -5,7 +5,7 @@
 import type * as grpc from '@grpc/grpc-js'
 import type { Logger } from '../observability/logger.js'
 import { QueueError, QueueErrorCodes } from '../queue/errors.js'
-import type { PartitionSnapshot } from '../queue/manager.js'
+import type { PartitionSnapshot } from '../queue/partition-ownership.js'
 import type { Delivery, PublishInput, QueueMessage, SettleInput } from '../queue/types.js'
 import {
   loadClusterServiceDefinition,

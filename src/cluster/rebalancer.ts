@@ -15,7 +15,7 @@
  * a crashed node keeps its partitions (its data is on its disk) and they wait for it.
  */
 import type { Logger } from '../observability/logger.js'
-import type { QueueManager } from '../queue/manager.js'
+import type { PartitionHost } from '../queue/partition-ownership.js'
 import type { EtcdCoordinator } from './coordinator.js'
 import type { PeerClient } from './peer-client.js'
 import { hashOwner } from './strategy.js'
@@ -24,7 +24,7 @@ import { hashOwner } from './strategy.js'
 const HANDOVER_RETRY_MS = 2_000
 
 export interface RebalancerOptions {
-  readonly manager: QueueManager
+  readonly manager: PartitionHost
   readonly coordinator: EtcdCoordinator
   readonly peer: (nodeId: string) => PeerClient | undefined
   readonly logger: Logger

@@ -3,7 +3,7 @@
  * as an ordinary {@link ConsumerConnection} whose deliveries go back over that node's Consume stream.
  * The core then applies its usual rules (group membership, in-flight limits, timeouts) to them.
  */
-import type { QueueManager } from '../queue/manager.js'
+import type { PartitionHost } from '../queue/partition-ownership.js'
 import type { ConsumerConnection, Delivery } from '../queue/types.js'
 import type { RemoteConsumerStream } from './peer-server.js'
 
@@ -29,7 +29,7 @@ export class RemoteConsumers {
   /** Open streams by calling node; a node that re-opens its stream replaces the old one. */
   private readonly streams = new Map<string, Map<string, RemoteConsumer>>()
 
-  constructor(private readonly manager: QueueManager) {}
+  constructor(private readonly manager: PartitionHost) {}
 
   open(nodeId: string, send: (clientId: string, delivery: Delivery) => void): RemoteConsumerStream {
     this.closeNode(nodeId)

@@ -11,7 +11,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import type { QueueErrorCode } from '../queue/errors.js'
-import type { QueueStats } from '../queue/manager.js'
+import type { QueueAdmin } from '../queue/admin.js'
 import type { QueueObserver } from '../queue/observer.js'
 import { DeadLetterReasons, SettleActions, type DeadLetterReason, type SettleAction } from '../queue/types.js'
 import { FoldedCounter, FoldedHistogram, type CounterSeries, type HistogramSeries } from './folded-metrics.js'
@@ -42,10 +42,8 @@ export interface PacketTraffic {
   readonly bytes: number
 }
 
-/** Where the queue gauges come from (QueueManager). */
-export interface QueueStatsSource {
-  listQueues(): QueueStats[]
-}
+/** Where the queue gauges come from: the core's administration port. */
+export type QueueStatsSource = Pick<QueueAdmin, 'listQueues'>
 
 export interface SpoolMetricsOptions {
   /** Distinct `queue` label values (and (queue, group) pairs) before `"_other"`. */

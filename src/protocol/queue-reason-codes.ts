@@ -92,6 +92,7 @@ const PUBLISH_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_IN_USE: R.unspecifiedError,
   QUEUE_NOT_EMPTY: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
+  INVALID_PARTITION: R.unspecifiedError,
   // Cluster: the routing layer buffers publishes for partitions in motion; settles get this.
   PARTITION_NOT_SERVED: R.implementationSpecificError,
   NO_LOCAL_PARTITIONS: R.implementationSpecificError,
@@ -116,6 +117,7 @@ const SUBSCRIBE_REASON_CODES: Record<QueueErrorCode, MqttReasonCode> = {
   QUEUE_IN_USE: R.unspecifiedError,
   QUEUE_NOT_EMPTY: R.unspecifiedError,
   INVALID_SETTINGS: R.unspecifiedError,
+  INVALID_PARTITION: R.unspecifiedError,
   PARTITION_NOT_SERVED: R.implementationSpecificError,
   // Direct routing: the Reason String names the nodes that own the queue's partitions.
   NO_LOCAL_PARTITIONS: R.implementationSpecificError,

@@ -1,8 +1,15 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
 /** Time as a port, so tests can advance it instead of sleeping. */
 export interface Clock {
   now(): number
   setTimer(callback: () => void, delayMs: number): unknown
   clearTimer(handle: unknown): void
+  /**
+   * Resolves after `delayMs`: a pause that someone awaits (redrive pacing). Unlike the core's
+   * timers, which are bookkeeping, it keeps the process alive while it runs.
+   */
+  sleep(delayMs: number): Promise<void>
 }
 
 /** The longest delay `setTimeout` honours (2^31 - 1 ms, about 24.8 days). */
@@ -19,4 +26,5 @@ export const systemClock: Clock = {
     return timer
   },
   clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  sleep: (delayMs) => sleep(delayMs),
 }

@@ -18,6 +18,8 @@ export const QueueErrorCodes = {
   /** A change that would break a promise about stored messages (partitions of a queue that holds some). */
   queueNotEmpty: 'QUEUE_NOT_EMPTY',
   invalidSettings: 'INVALID_SETTINGS',
+  /** Not a partition number, or a message that does not belong to the partition it is handed in. */
+  invalidPartition: 'INVALID_PARTITION',
   storageFailure: 'STORAGE_FAILURE',
   closed: 'CLOSED',
   /** Cluster: this node does not serve the partition (another node owns it, or it is moving). */

@@ -1,4 +1,4 @@
-import { ConsumerGroup } from './consumer-group.js'
+import type { ConsumerGroup } from './consumer-group.js'
 import { PartitionLog } from './partition-log.js'
 import { PartitionWorker, type DeliveryHost } from './partition-worker.js'
 import { Partitioner } from './partitioner.js'
@@ -102,6 +102,16 @@ export class Queue {
     let depth = 0
     for (const log of this.servedLogs()) depth += log.count
     return depth
+  }
+
+  /** Messages `group` has not settled yet in the partitions served here (in flight included). */
+  backlogOf(group: ConsumerGroup): number {
+    let backlog = 0
+    for (const log of this.servedLogs()) {
+      const progress = group.progress[log.partition]
+      backlog += progress === undefined ? log.count : progress.backlog(log.committedSeq)
+    }
+    return backlog
   }
 
   wakeAll(): void {

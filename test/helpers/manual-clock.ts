@@ -20,6 +20,10 @@ export class ManualClock implements Clock {
     this.timers = this.timers.filter((timer) => timer.id !== handle)
   }
 
+  sleep(delayMs: number): Promise<void> {
+    return new Promise((resolve) => this.setTimer(resolve, delayMs))
+  }
+
   /** Moves time forward, firing due timers in order. */
   advance(ms: number): void {
     const target = this.current + ms

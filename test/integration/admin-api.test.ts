@@ -3,7 +3,7 @@
 // redrive whose messages reach a consumer again. Real HTTP (fetch), real mqtt.js clients.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { GroupStats } from '../../src/queue/manager.js'
+import type { GroupStats } from '../../src/queue/admin.js'
 import type { ClusterView, DeadLetterView, MessageView, QueueView } from '../../src/admin/service.js'
 import {
   callApi,

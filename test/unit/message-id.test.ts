@@ -2,7 +2,7 @@
 // `<partition>-<seq>` grammar, 1-6 and 1-15 ASCII digits, accepts.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { parseMessageId } from '../../src/queue/manager.js'
+import { parseMessageId } from '../../src/queue/message-id.js'
 
 const grammar = /^(\d{1,6})-(\d{1,15})$/
 

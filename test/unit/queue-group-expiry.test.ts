@@ -51,7 +51,7 @@ async function ackAll(manager: QueueManager, consumer: FakeConsumer, queue: stri
 }
 
 const groupNamed = (manager: QueueManager, queue: string, name: string) =>
-  manager.queueStats(queue).groups.find((group) => group.name === name)
+  manager.admin.queueStats(queue).groups.find((group) => group.name === name)
 
 test('implicit groups left behind by short-lived consumers expire and release the queue (depth back to 0)', async () => {
   const expired: string[] = []
@@ -68,7 +68,7 @@ test('implicit groups left behind by short-lived consumers expire and release th
   }
   await publish(manager, 'jobs', 8)
   await ackAll(manager, worker, 'jobs', 8)
-  assert.equal(manager.depth('jobs'), 8, 'the implicit groups hold every message')
+  assert.equal(manager.admin.depth('jobs'), 8, 'the implicit groups hold every message')
   const held = groupNamed(manager, 'jobs', 'mqttjs_1')!
   assert.equal(held.implicit, true)
   assert.equal(held.backlog, 8)
@@ -80,11 +80,11 @@ test('implicit groups left behind by short-lived consumers expire and release th
   )
 
   clock.advance(HOUR - 1)
-  assert.equal(manager.queueStats('jobs').groups.length, 4, 'not before its time')
+  assert.equal(manager.admin.queueStats('jobs').groups.length, 4, 'not before its time')
   clock.advance(1)
-  await until(() => manager.depth('jobs') === 0, 2000, 'released after expiry')
+  await until(() => manager.admin.depth('jobs') === 0, 2000, 'released after expiry')
   assert.deepEqual(
-    manager.queueStats('jobs').groups.map((group) => group.name),
+    manager.admin.queueStats('jobs').groups.map((group) => group.name),
     ['workers'],
   )
   assert.deepEqual(expired.sort(), ['jobs/mqttjs_1', 'jobs/mqttjs_2', 'jobs/mqttjs_3'])
@@ -120,8 +120,8 @@ test('a named group expires after groupExpiryMs without members; a member coming
     manager.disconnect(n)
   }
   clock.advance(1000 * 24 * HOUR)
-  assert.equal(manager.queueStats('never').groups.length, 2, 'expiry 0: never')
-  assert.ok(manager.queueStats('never').groups.every((group) => group.expiresAtMs === null))
+  assert.equal(manager.admin.queueStats('never').groups.length, 2, 'expiry 0: never')
+  assert.ok(manager.admin.queueStats('never').groups.every((group) => group.expiresAtMs === null))
   await manager.close()
 })
 
@@ -141,12 +141,12 @@ test('naming an implicit group makes it a named one; an admin change of groupExp
     clock.now() + 24 * HOUR,
     'named default: 24 h',
   )
-  await manager.createQueue('r', {})
-  await manager.updateQueue('q', { groupExpiryMs: 5_000 })
+  await manager.admin.createQueue('r', {})
+  await manager.admin.updateQueue('q', { groupExpiryMs: 5_000 })
   assert.equal(groupNamed(manager, 'q', 'mailer')!.expiresAtMs, clock.now() + 5_000)
   clock.advance(5_000)
   await until(() => groupNamed(manager, 'q', 'mailer') === undefined, 2000, 'expired under the new setting')
-  await assert.rejects(manager.updateQueue('q', { groupExpiryMs: -1 }), { code: 'INVALID_SETTINGS' })
+  await assert.rejects(manager.admin.updateQueue('q', { groupExpiryMs: -1 }), { code: 'INVALID_SETTINGS' })
   await manager.close()
 })
 
@@ -175,13 +175,13 @@ test('the idle clock survives a restart; a group that had members when the node 
   )
   clock.advance(4_000)
   await until(() => groupNamed(second.manager, 'q', 'idle') === undefined, 2000, 'idle expired')
-  assert.equal(second.manager.depth('q'), 3, 'busy still holds its messages')
+  assert.equal(second.manager.admin.depth('q'), 3, 'busy still holds its messages')
   await second.manager.close()
 
   const third = open({ q: { groupExpiryMs: 10_000 } }, store, clock)
   await third.ready
   assert.deepEqual(
-    third.manager.queueStats('q').groups.map((group) => group.name),
+    third.manager.admin.queueStats('q').groups.map((group) => group.name),
     ['busy'],
     'an expired group stays deleted',
   )
@@ -189,7 +189,7 @@ test('the idle clock survives a restart; a group that had members when the node 
   assert.equal(groupNamed(third.manager, 'q', 'busy')!.expiresAtMs, clock.now() + 6_000)
   clock.advance(6_000)
   await until(() => groupNamed(third.manager, 'q', 'busy') === undefined, 2000, 'busy expired')
-  assert.equal(third.manager.depth('q'), 3, 'with no group left the messages wait for the next group')
+  assert.equal(third.manager.admin.depth('q'), 3, 'with no group left the messages wait for the next group')
   await third.manager.close()
 })
 

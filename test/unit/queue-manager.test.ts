@@ -28,6 +28,16 @@ async function publishAll(manager: QueueManager, queue: string, values: string[]
   }
 }
 
+/** The group's backlog, counted from committed messages only. */
+function backlogOf(manager: QueueManager, queue: string, group: string): number | undefined {
+  return manager.admin.queueStats(queue).groups.find((stats) => stats.name === group)?.backlog
+}
+
+/** Lets queued microtasks, worker runs and MemoryQueueStore batches (setImmediate) play out. */
+async function turns(count = 5): Promise<void> {
+  for (let i = 0; i < count; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
 async function settle(
   manager: QueueManager,
   consumer: FakeConsumer,
@@ -51,7 +61,7 @@ test('competing consumers split the work; every message is delivered once while 
   assert.deepEqual(seen, [...values].sort())
   for (const delivery of a.deliveries) await settle(manager, a, delivery, 'ack')
   for (const delivery of b.deliveries) await settle(manager, b, delivery, 'ack')
-  assert.equal(manager.depth('jobs'), 0, 'acked messages are deleted once every group settled them')
+  assert.equal(manager.admin.depth('jobs'), 0, 'acked messages are deleted once every group settled them')
   await manager.close()
 })
 
@@ -69,7 +79,7 @@ test('every group gets every message; a group without consumers keeps its backlo
     await settle(manager, a, a.deliveries[i]!, 'ack')
   }
   assert.deepEqual(a.deliveries.map(text), ['1', '2', '3'])
-  assert.equal(manager.depth('orders'), 3, 'shipping has not settled anything: nothing is deleted')
+  assert.equal(manager.admin.depth('orders'), 3, 'shipping has not settled anything: nothing is deleted')
   const b2 = new FakeConsumer('b')
   await manager.subscribe(b2, 'orders', 'shipping')
   await until(() => b2.deliveries.length === 1, 2000, 'shipping redelivery')
@@ -220,7 +230,7 @@ test('depth and size limits refuse the publish with a QueueError', async () => {
   })
   await assert.rejects(publishAll(manager, 'small', ['12345']), { code: 'MESSAGE_TOO_LARGE' })
   await assert.rejects(publishAll(manager, 'bad/+', ['x']), { code: 'INVALID_QUEUE_NAME' })
-  assert.equal(manager.depth('small'), 2)
+  assert.equal(manager.admin.depth('small'), 2)
   await manager.close()
 })
 
@@ -257,8 +267,8 @@ test('maxMessageBytes counts the queue name and every stored property, not just 
     manager.publish({ queue: 'limited', payload, properties: { userProperties: [['k', 'v'.repeat(989)]] } }),
     { code: 'MESSAGE_TOO_LARGE' },
   )
-  assert.equal(manager.depth('limited'), 1)
-  assert.equal(manager.depth('other') ?? 0, 0)
+  assert.equal(manager.admin.depth('limited'), 1)
+  assert.equal(manager.admin.depth('other') ?? 0, 0)
   await manager.close()
 })
 
@@ -324,7 +334,7 @@ test('after a restart unsettled deliveries come back with a higher count and ack
   assert.equal(text(again.deliveries[0]!), 'b')
   assert.equal(again.deliveries[0]!.deliveryCount, 2)
   await settle(second.manager, again, again.deliveries[0]!, 'ack')
-  assert.equal(second.manager.depth('restart'), 0)
+  assert.equal(second.manager.admin.depth('restart'), 0)
   await second.manager.endSession('r')
   await second.manager.close()
 
@@ -346,7 +356,7 @@ test('unordered: a consumer at maxInflightPerConsumer is served again from every
     await until(() => consumer.deliveries.length === acked + 1, 2000, `delivery ${acked + 1}`)
     await settle(manager, consumer, consumer.deliveries[acked]!, 'ack')
   }
-  assert.equal(manager.depth('spread'), 0)
+  assert.equal(manager.admin.depth('spread'), 0)
   await manager.close()
 })
 
@@ -357,42 +367,43 @@ test('admin: stats, peek, purge, delete group and delete queue', async () => {
   await publishAll(manager, 'admin', ['1', '2', '3', '4'])
   await until(() => consumer.deliveries.length === 2, 2000, 'one per partition')
   await settle(manager, consumer, consumer.deliveries[0]!, 'ack')
-  const stats = manager.queueStats('admin')
+  const stats = manager.admin.queueStats('admin')
   assert.equal(stats.depth, 3)
   assert.equal(stats.consumers, 1)
   assert.deepEqual(
     stats.groups.map(({ name, backlog, consumers }) => ({ name, backlog, consumers })),
     [{ name: 'g', backlog: 3, consumers: ['adm'] }],
   )
-  assert.deepEqual((await manager.peek('admin', 10)).map((m) => text({ message: m } as Delivery)).sort(), [
-    '2',
-    '3',
-    '4',
-  ])
-  await assert.rejects(manager.deleteQueue('admin'), { code: 'QUEUE_IN_USE' })
-  assert.equal(await manager.purgeQueue('admin'), 3)
-  assert.equal(manager.depth('admin'), 0)
+  assert.deepEqual(
+    (await manager.admin.peek('admin', 10)).map((m) => text({ message: m } as Delivery)).sort(),
+    ['2', '3', '4'],
+  )
+  await assert.rejects(manager.admin.deleteQueue('admin'), { code: 'QUEUE_IN_USE' })
+  assert.equal(await manager.admin.purgeQueue('admin'), 3)
+  assert.equal(manager.admin.depth('admin'), 0)
   await assert.rejects(settle(manager, consumer, consumer.deliveries[1]!, 'ack'), /already settled/)
   manager.disconnect(consumer)
   await publishAll(manager, 'admin', ['5'])
-  await manager.deleteGroup('admin', 'g')
-  assert.equal(manager.depth('admin'), 1, 'without groups, messages are kept for the next group')
-  await manager.deleteQueue('admin')
-  assert.throws(() => manager.queueStats('admin'), { code: 'QUEUE_NOT_FOUND' })
+  await manager.admin.deleteGroup('admin', 'g')
+  assert.equal(manager.admin.depth('admin'), 1, 'without groups, messages are kept for the next group')
+  await manager.admin.deleteQueue('admin')
+  assert.throws(() => manager.admin.queueStats('admin'), { code: 'QUEUE_NOT_FOUND' })
   await manager.close()
 })
 
 test('admin: created and updated settings are durable and win over config', async () => {
   const store = new MemoryQueueStore()
   const first = await setup({ made: { maxDepth: 5 } }, store)
-  await first.manager.createQueue('made', { ordering: 'none', partitions: 3 })
-  await assert.rejects(first.manager.createQueue('made', {}), { code: 'QUEUE_EXISTS' })
-  await first.manager.updateQueue('made', { retry: { maxDeliveries: 3 } })
-  await assert.rejects(first.manager.updateQueue('made', { partitions: 2 }), { code: 'INVALID_SETTINGS' })
-  await assert.rejects(first.manager.updateQueue('made', { maxDepth: 0 }), { code: 'INVALID_SETTINGS' })
+  await first.manager.admin.createQueue('made', { ordering: 'none', partitions: 3 })
+  await assert.rejects(first.manager.admin.createQueue('made', {}), { code: 'QUEUE_EXISTS' })
+  await first.manager.admin.updateQueue('made', { retry: { maxDeliveries: 3 } })
+  await assert.rejects(first.manager.admin.updateQueue('made', { partitions: 2 }), {
+    code: 'INVALID_SETTINGS',
+  })
+  await assert.rejects(first.manager.admin.updateQueue('made', { maxDepth: 0 }), { code: 'INVALID_SETTINGS' })
   await first.manager.close()
   const second = await setup({ made: { maxDepth: 5 } }, store)
-  const settings = second.manager.queueStats('made').settings
+  const settings = second.manager.admin.queueStats('made').settings
   assert.equal(settings.ordering, 'none')
   assert.equal(settings.partitions, 3)
   assert.equal(settings.retry.maxDeliveries, 3)
@@ -410,30 +421,65 @@ test('admin: dead letters wait for an operator; redrive puts them back, one or a
     await until(() => consumer.deliveries.length === i + 1, 2000, `delivery ${i + 1}`)
     await settle(first.manager, consumer, consumer.deliveries[i]!, 'reject')
   }
-  await until(() => first.manager.depth('dlq/poison') === 3, 2000, 'three dead letters')
+  await until(() => first.manager.admin.depth('dlq/poison') === 3, 2000, 'three dead letters')
   await first.manager.close()
 
-  const { manager } = await setup({}, store)
-  const pending = await manager.deadLetters('poison', 10)
+  const { manager, clock } = await setup({}, store)
+  const pending = await manager.admin.deadLetters('poison', 10)
   assert.deepEqual(
     pending.map((m) => text({ message: m } as Delivery)),
     ['a', 'b', 'c'],
   )
-  assert.equal(await manager.redrive('poison', { messageId: pending[1]!.id }), 1)
-  await assert.rejects(manager.redrive('poison', { messageId: pending[1]!.id }), { code: 'UNKNOWN_MESSAGE' })
+  assert.equal(await manager.admin.redrive('poison', { messageId: pending[1]!.id }), 1)
+  await assert.rejects(manager.admin.redrive('poison', { messageId: pending[1]!.id }), {
+    code: 'UNKNOWN_MESSAGE',
+  })
   assert.deepEqual(
-    (await manager.deadLetters('poison', 10)).map((m) => text({ message: m } as Delivery)),
+    (await manager.admin.deadLetters('poison', 10)).map((m) => text({ message: m } as Delivery)),
     ['a', 'c'],
   )
-  assert.equal(await manager.redrive('poison', { ratePerSecond: 1000 }), 2)
-  assert.deepEqual(await manager.deadLetters('poison', 10), [])
-  assert.equal(manager.depth('dlq/poison'), 0, 'handled dead letters are deleted')
+  const paced = manager.admin.redrive('poison', { ratePerSecond: 1000 })
+  // Paced in the manager's clock: the second one goes back 1 ms after the first.
+  await until(() => backlogOf(manager, 'poison', 'g') === 2, 2000, 'first of two redriven')
+  clock.advance(1)
+  assert.equal(await paced, 2)
+  assert.deepEqual(await manager.admin.deadLetters('poison', 10), [])
+  assert.equal(manager.admin.depth('dlq/poison'), 0, 'handled dead letters are deleted')
   const again = new FakeConsumer('dl2')
   await manager.subscribe(again, 'poison', 'g')
   await until(() => again.deliveries.length === 1, 2000, 'redriven delivery')
   assert.equal(text(again.deliveries[0]!), 'b')
   assert.equal(again.userProperty(again.deliveries[0]!, 'dlq-reason'), undefined, 'dlq-* properties removed')
   await assert.rejects(manager.subscribe(again, 'poison', '$pending'), { code: 'INVALID_GROUP_NAME' })
+  await manager.close()
+})
+
+test('admin: a redrive is paced at ratePerSecond in the manager clock, not in wall-clock time', async () => {
+  const { manager, clock } = await setup()
+  const consumer = new FakeConsumer('pace')
+  await manager.subscribe(consumer, 'paced', 'g')
+  await publishAll(manager, 'paced', ['a', 'b', 'c'], 'same')
+  for (let i = 0; i < 3; i++) {
+    await until(() => consumer.deliveries.length === i + 1, 2000, `delivery ${i + 1}`)
+    await settle(manager, consumer, consumer.deliveries[i]!, 'reject')
+  }
+  await until(() => manager.admin.depth('dlq/paced') === 3, 2000, 'three dead letters')
+  manager.disconnect(consumer)
+  let redriven: number | undefined
+  const paced = manager.admin.redrive('paced', { ratePerSecond: 0.01 }).then((count) => (redriven = count))
+  await until(() => backlogOf(manager, 'paced', 'g') === 1, 2000, 'the first goes back at once')
+  // 100 s apart: in wall-clock time the test would time out; in clock time it is one advance.
+  clock.advance(99_999)
+  await turns()
+  assert.equal(backlogOf(manager, 'paced', 'g'), 1, 'the second waits 100 s of clock time')
+  clock.advance(1)
+  await until(() => backlogOf(manager, 'paced', 'g') === 2, 2000, 'the second after 100 s')
+  assert.equal(redriven, undefined)
+  clock.advance(100_000)
+  await paced
+  assert.equal(redriven, 3)
+  assert.equal(backlogOf(manager, 'paced', 'g'), 3)
+  assert.deepEqual(await manager.admin.deadLetters('paced', 10), [])
   await manager.close()
 })
 
@@ -478,7 +524,7 @@ test('a partition count changed in config waits until the queue is empty: keys k
   await first.manager.close()
 
   const second = await setup({ q: { partitions: 8 } }, store)
-  assert.equal(second.manager.queueStats('q').settings.partitions, 2, 'kept while messages are stored')
+  assert.equal(second.manager.admin.queueStats('q').settings.partitions, 2, 'kept while messages are stored')
   for (let i = 10; i < 20; i++) {
     const key = keys[i % keys.length]!
     const message = await second.manager.publish({
@@ -490,10 +536,10 @@ test('a partition count changed in config waits until the queue is empty: keys k
     assert.equal(message.partition, placed.get(key), `key ${key} stays in its partition`)
   }
   // An admin change of something else goes through; one of partitions is refused while not empty.
-  await second.manager.createQueue('other', {})
-  await second.manager.updateQueue('q', { maxDepth: 500 })
-  assert.equal(second.manager.queueStats('q').settings.partitions, 2)
-  await assert.rejects(second.manager.updateQueue('q', { partitions: 16 }), { code: 'QUEUE_NOT_EMPTY' })
+  await second.manager.admin.createQueue('other', {})
+  await second.manager.admin.updateQueue('q', { maxDepth: 500 })
+  assert.equal(second.manager.admin.queueStats('q').settings.partitions, 2)
+  await assert.rejects(second.manager.admin.updateQueue('q', { partitions: 16 }), { code: 'QUEUE_NOT_EMPTY' })
 
   const consumer = new FakeConsumer('c')
   await second.manager.subscribe(consumer, 'q', 'g')
@@ -513,20 +559,20 @@ test('a partition count changed in config waits until the queue is empty: keys k
       `key ${key} acked in publish order`,
     )
   }
-  assert.equal(second.manager.depth('q'), 0)
+  assert.equal(second.manager.admin.depth('q'), 0)
   const next = await second.manager.publish({
     queue: 'q',
     payload: payload('x'),
     properties: {},
     partitionKey: 'a',
   })
-  assert.equal(second.manager.queueStats('q').settings.partitions, 8, 'applied once empty')
+  assert.equal(second.manager.admin.queueStats('q').settings.partitions, 8, 'applied once empty')
   assert.ok(next.partition < 8)
   await second.manager.close()
 
   // The new count is the stored one now: a restart keeps it.
   const third = await setup({ q: { partitions: 8 } }, store)
-  assert.equal(third.manager.queueStats('q').settings.partitions, 8)
+  assert.equal(third.manager.admin.queueStats('q').settings.partitions, 8)
   await third.manager.close()
 })
 
@@ -568,6 +614,6 @@ test('a delivery in flight at a crash that used up maxDeliveries is dead-lettere
   assert.equal(dlq.userProperty(dlq.deliveries[0]!, 'dlq-reason'), 'max-deliveries')
   assert.equal(dlq.userProperty(dlq.deliveries[0]!, 'dlq-delivery-count'), '1')
   assert.equal(again.deliveries.length, 0, 'never a delivery-count 2 with maxDeliveries 1')
-  await until(() => second.manager.depth('q') === 0, 2000, 'settled for the group')
+  await until(() => second.manager.admin.depth('q') === 0, 2000, 'settled for the group')
   await second.manager.close()
 })

@@ -9,7 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { test, type TestContext } from 'node:test'
-import { QueueManager, type PartitionSnapshot } from '../../src/queue/manager.js'
+import { QueueManager } from '../../src/queue/manager.js'
+import type { PartitionSnapshot } from '../../src/queue/partition-ownership.js'
 import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
 import type { QueueStore } from '../../src/queue/store.js'
 import type { Delivery, QueueMessage } from '../../src/queue/types.js'
@@ -102,7 +103,7 @@ test('a non-serving manager accepts and delivers nothing until it acquires the p
       code: 'PARTITION_NOT_SERVED',
     },
   )
-  assert.equal(manager.depth('owned'), 0)
+  assert.equal(manager.admin.depth('owned'), 0)
   const keyed = manager.partitionFor('owned', 'k')
   assert.ok(keyed === 0 || keyed === 1)
   assert.equal(manager.partitionFor('owned', 'k'), keyed, 'the same key always maps to the same partition')
@@ -127,7 +128,7 @@ test('a non-serving manager accepts and delivers nothing until it acquires the p
       code: 'PARTITION_NOT_SERVED',
     },
   )
-  assert.equal(manager.depth('owned'), 1)
+  assert.equal(manager.admin.depth('owned'), 1)
 })
 
 test('release returns in-flight deliveries and stops deliveries; acquire redelivers with a higher count', async (t) => {
@@ -189,7 +190,7 @@ test('release returns in-flight deliveries and stops deliveries; acquire redeliv
   clock.advance(20_000) // the dropped retry timer must not deliver it a third time
   await turns()
   assert.equal(consumer.deliveries.length, 4)
-  assert.equal(manager.depth('moving'), 0)
+  assert.equal(manager.admin.depth('moving'), 0)
 })
 
 test('a partition moves between two managers: unsettled messages per group, in order, seq continues', async (t) => {
@@ -295,7 +296,7 @@ test('a partition moves between two managers: unsettled messages per group, in o
   )
   for (const delivery of shippingB.deliveries.slice(30)) await ack(b, shippingB, delivery)
   for (const delivery of billingB.deliveries) await ack(b, billingB, delivery)
-  assert.equal(b.depth('handover'), 0)
+  assert.equal(b.admin.depth('handover'), 0)
 
   const next = await b.publish({ queue: 'handover', payload: payload('m51'), properties: {}, partition: 0 })
   assert.equal(next.seq, 51, 'seq continues after the imported lastSeq')
@@ -309,7 +310,7 @@ test('a partition moves between two managers: unsettled messages per group, in o
   // The old owner deletes what it stored of the partition.
   await a.dropPartition('handover', 0)
   assert.deepEqual(await a.readPartition('handover', 0, 1, 1000), [])
-  assert.equal(a.depth('handover'), 0)
+  assert.equal(a.admin.depth('handover'), 0)
   await a.close()
   await storeA.open()
   const stored = await storeA.loadState()
@@ -358,8 +359,8 @@ test('dead-letter queues stay served on a non-serving manager', async (t) => {
   manager.releasePartition('work', 0)
   assert.equal(manager.serves('work', 0), false)
   await ack(manager, operator, operator.deliveries[1]!)
-  assert.equal(manager.depth('dlq/work'), 2, 'kept for an operator (the $pending group) after the acks')
-  assert.equal((await manager.deadLetters('work', 10)).length, 2)
+  assert.equal(manager.admin.depth('dlq/work'), 2, 'kept for an operator (the $pending group) after the acks')
+  assert.equal((await manager.admin.deadLetters('work', 10)).length, 2)
 })
 
 test('importPartition refuses while served and refuses messages of another partition', async (t) => {
@@ -383,7 +384,10 @@ test('importPartition refuses while served and refuses messages of another parti
     yield [message(partition)]
   }
   await assert.rejects(manager.importPartition(snapshot(1), one(1)), { code: 'PARTITION_NOT_SERVED' })
-  await assert.rejects(manager.importPartition(snapshot(0), one(1)), /does not belong to partition 0/)
+  await assert.rejects(manager.importPartition(snapshot(0), one(1)), {
+    code: 'INVALID_PARTITION',
+    message: /does not belong to partition 0/,
+  })
   assert.equal(await manager.importPartition(snapshot(0), one(0)), 1)
   await manager.acquirePartition('imp', 0)
   const consumer = new FakeConsumer('c')
@@ -392,6 +396,57 @@ test('importPartition refuses while served and refuses messages of another parti
   assert.equal(consumer.deliveries[0]!.message.id, '0-1')
   await turns()
   assert.equal(consumer.deliveries.length, 1)
+})
+
+test('routing reads on a non-serving manager create no queue: settingsOf, partitionFor, checkPublish', async (t) => {
+  const { manager } = await clusterManager(t, { 'only-forwarded': { partitions: 4, maxMessageBytes: 2000 } })
+  const queue = 'only-forwarded'
+  assert.equal(manager.settingsOf(queue).partitions, 4)
+  assert.equal(
+    manager.partitionFor(queue, 'k'),
+    manager.partitionFor(queue, 'k'),
+    'a key keeps its partition',
+  )
+  // Without a key: round robin over the configured partitions, also for a queue not stored here.
+  assert.deepEqual(
+    Array.from({ length: 5 }, () => manager.partitionFor(queue, undefined)),
+    [0, 1, 2, 3, 0],
+  )
+  manager.checkPublish({ queue, payload: payload('x'), properties: {} })
+  assert.throws(() => manager.checkPublish({ queue, payload: Buffer.alloc(3000), properties: {} }), {
+    code: 'MESSAGE_TOO_LARGE',
+  })
+  assert.throws(() => manager.settingsOf('bad/+'), { code: 'INVALID_QUEUE_NAME' })
+  assert.equal(manager.serves(queue, 0), false)
+  assert.deepEqual(
+    manager.admin.listQueues().map((stats) => stats.name),
+    [],
+  )
+  assert.equal(manager.admin.depth(queue), undefined)
+  // A write (acquire) creates it, under the same settings.
+  await manager.acquirePartition(queue, 0)
+  assert.deepEqual(
+    manager.admin.listQueues().map((stats) => [stats.name, stats.settings.partitions]),
+    [[queue, 4]],
+  )
+})
+
+test('a partition that is not a partition number is refused as INVALID_PARTITION', async (t) => {
+  const { manager } = await clusterManager(t, { bad: { partitions: 1 } })
+  for (const partition of [-1, 1.5, 1_000_000, Number.NaN]) {
+    await assert.rejects(manager.acquirePartition('bad', partition), {
+      code: 'INVALID_PARTITION',
+      message: /is not a partition number/,
+    })
+    await assert.rejects(
+      manager.importPartition(
+        { meta: { queue: 'bad', partition, lastSeq: 0, count: 0 }, groups: [] },
+        (async function* () {})(),
+      ),
+      { code: 'INVALID_PARTITION' },
+    )
+  }
+  assert.equal(manager.serves('bad', 0), false)
 })
 
 test('a group first seen on the new owner between import and acquire keeps the imported progress', async (t) => {
