@@ -29,7 +29,7 @@ import type {
   SubscribeOptions,
 } from '../queue/types.js'
 import type { EtcdCoordinator } from './coordinator.js'
-import type { BufferedPublish, ForwardBuffer } from './forward-buffer.js'
+import type { BufferedPublish, ForwardBuffer } from '../storage/forward/forward-buffer.js'
 import { PeerClient } from './peer-client.js'
 import { PeerUnavailableError, type WireJoin } from './peer-protocol.js'
 import type { PeerHandlers, RemoteConsumerStream } from './peer-server.js'
