@@ -50,7 +50,13 @@ const defaultOptions = {
   // MQTT 5.0 Response Information (§3.2.2.3.15): the base string returned in
   // CONNACK when a client sets Request Response Information. Either a static
   // string or a `(client) => string | undefined` function. null = never sent.
-  responseInformation: null
+  responseInformation: null,
+  // MQTT 5.0 Shared Subscriptions (§4.8.2). false (default): refused with 0x9E
+  // and advertised as unavailable. true: `$share/<group>/<filter>` subscriptions
+  // reach authorizeSubscribe and broker.subscribe() unchanged, and CONNACK says
+  // they are available; the embedder must then dispatch each message to one
+  // group member (e.g. by wrapping broker.subscribe/unsubscribe).
+  sharedSubscriptions: false
 }
 const version = pkg.version
 
@@ -89,6 +95,7 @@ export class Aedes extends EventEmitter {
     this.sessionExpiryIntervalLimit = opts.sessionExpiryIntervalLimit
     this.pendingSessionsLimit = opts.pendingSessionsLimit
     this.responseInformation = opts.responseInformation
+    this.sharedSubscriptions = opts.sharedSubscriptions === true
     this.mq = opts.mq || mqemitter({
       concurrency: opts.concurrency,
       matchEmptyLevels: true // [MQTT-4.7.1-3]

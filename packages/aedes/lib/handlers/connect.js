@@ -61,7 +61,7 @@ function connackProperties (broker) {
   // per-instance, so a shared message would be delivered once per instance
   // holding a group member rather than once cluster-wide. Until a cluster-aware
   // implementation lands, [MQTT-3.2.2-13] requires we tell clients it is off.
-  properties.sharedSubscriptionAvailable = false
+  properties.sharedSubscriptionAvailable = broker.sharedSubscriptions === true
   if (broker.topicAliasMaximum > 0) {
     properties.topicAliasMaximum = broker.topicAliasMaximum
   }

@@ -132,7 +132,7 @@ function doSubscribe (sub, done) {
   // [MQTT-3.2.2-23] / [MQTT-4.8.2] The broker advertises shared subscriptions as
   // unavailable, so a v5 `$share/...` SUBSCRIBE must be refused with 0x9E rather
   // than subscribing to the literal topic (which would be a dead subscription).
-  if (this.client.version === 5 && sub.topic.startsWith(SHARE_PREFIX)) {
+  if (this.client.version === 5 && sub.topic.startsWith(SHARE_PREFIX) && !this.client.broker.sharedSubscriptions) {
     s.granted = ReasonCodes.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED
     return done()
   }
@@ -290,7 +290,9 @@ function completeSubscribe () {
     // reason codes >= 0x80 (128 failure, 0x9E shared-not-supported, …) do not.
     // [MQTT-3.8.3-2] Retain Handling: rh=2 never sends retained on subscribe;
     // rh=1 only when this is a new subscription; rh=0/undefined always sends.
-    if (sub.granted < REASON_CODE_ERROR_THRESHOLD && sub.rh !== 2 && (sub.rh !== 1 || sub.isNewSubscription)) {
+    // §4.8.2: retained messages are not sent for a Shared Subscription.
+    if (sub.granted < REASON_CODE_ERROR_THRESHOLD && sub.rh !== 2 && (sub.rh !== 1 || sub.isNewSubscription) &&
+        !subs[i].topic.startsWith(SHARE_PREFIX)) {
       topics.push(subs[i].topic)
     }
     // set granted qos to subscriptions
