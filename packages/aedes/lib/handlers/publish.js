@@ -109,6 +109,17 @@ function enqueuePublish (packet, done) {
   }
 }
 
+// [MQTT-3.4.2.1] / [MQTT-3.5.2.1] The failure reason codes a PUBACK/PUBREC may
+// carry. An authorizePublish error can choose one through `err.reasonCode`
+// (e.g. 0x97 Quota exceeded, 0x90 Topic Name invalid); any other value, or none,
+// is reported as 0x87 (Not authorized), the historical default.
+const PUBLISH_FAILURE_REASON_CODES = new Set([0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99])
+
+function publishFailureReasonCode (err) {
+  const code = err.reasonCode
+  return PUBLISH_FAILURE_REASON_CODES.has(code) ? code : ReasonCodes.NOT_AUTHORIZED
+}
+
 function authorizePublish (packet, done) {
   const client = this
   // v3/v4 have no reason-code handling here, so pass `done` straight through —
@@ -122,7 +133,8 @@ function authorizePublish (packet, done) {
     }
     // MQTT 5.0: rather than dropping the connection on an authz failure, keep
     // it up and drop the message. A QoS > 0 publish is answered with a 0x87
-    // (Not authorized) PUBACK/PUBREC; a QoS 0 publish has no acknowledgement to
+    // (Not authorized) PUBACK/PUBREC, or with the failure reason code the error
+    // carries in `reasonCode`; a QoS 0 publish has no acknowledgement to
     // carry a reason code, so it is dropped silently. Either way the failure is
     // surfaced on clientError for telemetry (v3/v4 instead take the done(err)
     // fast path above, which closes the connection).
@@ -130,7 +142,7 @@ function authorizePublish (packet, done) {
     client.broker.emit('clientError', client, err)
     if (packet.qos > 0) {
       const ack = packet.qos === 1 ? new PubAck(packet) : new PubRec(packet)
-      ack.reasonCode = ReasonCodes.NOT_AUTHORIZED
+      ack.reasonCode = publishFailureReasonCode(err)
       // [#823] Reason String, sourced from the authorization error and gated by
       // the client's Request Problem Information.
       const properties = ackProperties(client, err.message)
