@@ -110,6 +110,17 @@ function handleSubscribe (client, packet, restore, finish) {
       sub.subscriptionIdentifier = subscriptionIdentifier
     }
   }
+  // MQTT 5.0 User Properties on SUBSCRIBE [MQTT-3.8.2.1.3] belong to the whole
+  // packet, but authorizeSubscribe sees one subscription at a time. Like the
+  // Subscription Identifier above, attach them to each subscription so the hook
+  // can act on them (e.g. pick a consumer group); they are persisted with the
+  // subscription, so a restored session sees them too.
+  const userProperties = packet.properties?.userProperties
+  if (!restore && userProperties !== undefined) {
+    for (const sub of packet.subscriptions) {
+      sub.userProperties = userProperties
+    }
+  }
   packet.subscriptions = packet.subscriptions.length === 1 ? packet.subscriptions : _dedupe(packet.subscriptions)
   const state = new SubscribeState(client, packet, restore, done)
   // Use the callback-based runParallel rather than Promise.all(subscriptions.map(...)):
