@@ -1,7 +1,11 @@
 function handlePuback (client, packet, done) {
   const persistence = client.broker.persistence
   const emitAck = (err, origPacket) => {
-    client.broker.emit('ack', origPacket, client)
+    // The acknowledgement itself is the third argument: for a message that was
+    // not in persistence (a clean session, or one the embedder wrote itself)
+    // origPacket is undefined and the ack's messageId (and, in MQTT 5.0, its
+    // reason code) is the only way to correlate it.
+    client.broker.emit('ack', origPacket, client, packet)
     done(err)
   }
   persistence.outgoingClearMessageId(client, packet)
