@@ -198,11 +198,10 @@ function init (client, packet, done) {
   if (packet.protocolVersion === 3 && clientId.length > client.broker.maxClientsIdLength) {
     returnCode = 2
   }
-  // check if the client keepalive is compatible with broker settings.
-  // v3/v4 reject; MQTT 5.0 instead imposes the limit via Server Keep Alive.
-  if (client.broker.keepaliveLimit && packet.protocolVersion < 5 && (!packet.keepalive || packet.keepalive > client.broker.keepaliveLimit)) {
-    returnCode = 6
-  }
+  // keepaliveLimit is imposed on MQTT 5.0 clients via Server Keep Alive (below).
+  // v3/v4 have no way to be told a different keep alive, and 6 is not a CONNACK
+  // return code of MQTT 3.1/3.1.1 ([MQTT-3.2.2-6]: only 0-5 are defined), so
+  // they keep the keep alive they asked for.
   // [MQTT-3.1.3-7/8] v3/v4: a zero-byte ClientId requires CleanSession = 1; a
   // zero-byte ClientId with CleanSession 0 must be rejected with return code
   // 0x02 (identifier rejected) and the connection closed. MQTT 5.0 is
