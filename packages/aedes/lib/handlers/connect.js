@@ -550,7 +550,10 @@ function emptyQueueFilter (err, client, packet) {
   // [MQTT-3.1.2-4] On Clean Start the prior session is discarded, so its queued
   // messages must be dropped even when the new session is itself persistable
   // (clean start + non-zero Session Expiry → client.clean === false).
-  if (client.clean || client._cleanStart || !authorized || expired) {
+  // [MQTT-3.1.2-5] Without Clean Start the stored session is resumed, even when
+  // the new CONNECT has no Session Expiry Interval (client.clean === true: the
+  // session now ends with this connection), so its stored messages are sent.
+  if (client._cleanStart || !authorized || expired) {
     persistence.outgoingClearMessageId(client, packet)
       .then(packet => next(null, packet), next)
   } else {
