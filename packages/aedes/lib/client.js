@@ -160,12 +160,11 @@ class Client {
 
       if (toForward) {
         setImmediate(() => {
+          // The QoS was already capped to the granted QoS of the matching
+          // subscriptions (handlePacketSubscription, and the retained path of
+          // completeSubscribe) [MQTT-3.3.5-1]; looking the topic up as a filter
+          // here missed wildcard subscriptions and broke overlapping ones.
           const packet = new QoSPacket(toForward, that)
-          // Downgrading to client subscription qos if needed
-          const clientSub = that.subscriptions[packet.topic]
-          if (clientSub && (clientSub.qos || 0) < packet.qos) {
-            packet.qos = clientSub.qos
-          }
           packet.writeCallback = cb
           const doWriteQoS = (err = null) => writeQoS(err, that, packet)
           if (that.clean || packet.retain) {

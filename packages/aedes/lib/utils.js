@@ -216,3 +216,50 @@ export async function * batch (readable, fn, batchSize) {
 }
 
 export const $SYS_PREFIX = '$SYS/'
+
+// [MQTT-4.7] Does topic filter `filter` match topic name `topic`? Wildcards at
+// the first level do not match topics starting with '$' [MQTT-4.7.2-1].
+export function topicMatches (filter, topic) {
+  if (filter === topic) return true
+  const f = filter.split('/')
+  const t = topic.split('/')
+  if (topic.charCodeAt(0) === 36 && (f[0] === '+' || f[0] === '#')) return false
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === '#') return true
+    if (i >= t.length) return false
+    if (f[i] !== '+' && f[i] !== t[i]) return false
+  }
+  return f.length === t.length
+}
+
+// [MQTT-3.3.4-2] .. [MQTT-3.3.4-5] The client's non-shared subscriptions that
+// match `topic`, folded into what the one copy sent to it must carry: the
+// highest granted QoS and every Subscription Identifier. Cached per client
+// until its subscriptions change (client._overlaps is reset by subscribe and
+// unsubscribe); the cache is bounded so a stream of distinct topics cannot
+// grow it without limit.
+const OVERLAP_CACHE_MAX = 1024
+
+export function overlappingSubscriptions (client, topic) {
+  let cache = client._overlaps
+  if (!cache) {
+    cache = client._overlaps = new Map()
+  }
+  let found = cache.get(topic)
+  if (found !== undefined) return found
+  let qos = -1
+  let sis = null
+  for (const filter in client.subscriptions) {
+    if (filter.startsWith('$share/') || !topicMatches(filter, topic)) continue
+    const sub = client.subscriptions[filter]
+    if (sub.qos > qos) qos = sub.qos
+    if (sub.si !== undefined) {
+      if (sis === null) sis = []
+      sis.push(sub.si)
+    }
+  }
+  found = qos < 0 ? null : { qos, si: sis === null ? undefined : (sis.length === 1 ? sis[0] : sis) }
+  if (cache.size >= OVERLAP_CACHE_MAX) cache.clear()
+  cache.set(topic, found)
+  return found
+}

@@ -231,8 +231,8 @@ test('deliver overlapped topics respecting the maximum QoS of all the matching s
   t.assert.deepEqual(structuredClone(packet), expected, 'packet must match')
 })
 
-// [MQTT-3.3.5-1]
-// FIXME: The broker currently delivers at first subscription's QoS (0), not max QoS (2)
+// [MQTT-3.3.4-2] [MQTT-3.3.5-1] one copy, at the highest QoS granted among the
+// matching subscriptions (2), not at the first one's (0)
 test('deliver overlapped topics respecting the maximum QoS of all the matching subscriptions - QoS 2 publish', async (t) => {
   t.plan(8)
 
@@ -242,13 +242,12 @@ test('deliver overlapped topics respecting the maximum QoS of all the matching s
     { topic: 'hello/#', qos: 2 }]
   const { messageId, ...pubPacket } = await subscribeMultipleAndPublish(t, publisher, subscriber, 2, sub)
 
-  // Broker currently delivers at first subscription's QoS (0), not max QoS (2)
   const expected = {
     ...pubPacket,
     payload: Buffer.from(pubPacket.payload),
-    qos: 0,
+    qos: 2,
     dup: false,
-    length: 18,
+    length: 20,
     retain: false
   }
 

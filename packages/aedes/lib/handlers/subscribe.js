@@ -1,5 +1,5 @@
 import Packet from 'aedes-packet'
-import { through, validateTopic, $SYS_PREFIX, runFall, runParallel, once } from '../utils.js'
+import { through, validateTopic, $SYS_PREFIX, runFall, runParallel, once, overlappingSubscriptions, topicMatches } from '../utils.js'
 import { ReasonCodes, SUBSCRIPTION_IDENTIFIER_MAX, REASON_CODE_ERROR_THRESHOLD } from '../constants.js'
 import write from '../write.js'
 
@@ -214,27 +214,35 @@ function addSubs (sub, done) {
   // so a frozen shared `siProps` (and any other shared properties object) would
   // be corrupted for every fanout subscriber and the source packet.
   const siProps = si !== undefined ? Object.freeze({ subscriptionIdentifier: si }) : null
-  let func = qos > 0 ? client.deliverQoS : client.deliver0
-
-  const deliverFunc = func
-  func = function handlePacketSubscription (_packet, cb) {
+  const shared = topic.startsWith(SHARE_PREFIX)
+  let func = function handlePacketSubscription (_packet, cb) {
     _packet = new Packet(_packet, broker)
     _packet.nl = nl
     if (!rap) _packet.retain = false
-    if (siProps) {
-      // Echo the identifier: merge a fresh object only when the packet already
-      // carries properties; otherwise reuse the pre-built (frozen) one.
-      //
-      // KNOWN LIMITATION [MQTT-3.3.4-4]: when a single client has multiple
-      // overlapping subscriptions that match one PUBLISH, the spec says the
-      // delivered message should carry ALL matching Subscription Identifiers.
-      // aedes delivers a single de-duplicated copy, so only one identifier is
-      // echoed. Deferred — tracked on the v5 issue (#821 / #828).
+    // [MQTT-3.3.4-2] [MQTT-3.3.4-3] [MQTT-3.3.4-4] A message matching several
+    // subscriptions of this client is sent once (the others are dropped by
+    // dedupe), so that copy must have the highest QoS granted among them and
+    // carry every matching Subscription Identifier. A shared subscription is
+    // dispatched on its own and keeps its own QoS and identifier.
+    const overlap = shared ? null : overlappingSubscriptions(client, _packet.topic)
+    const grantedQos = overlap === null ? qos : overlap.qos
+    const subscriptionIdentifier = overlap === null ? si : overlap.si
+    // [MQTT-3.3.5-1] never above the granted QoS.
+    if (_packet.qos > grantedQos) _packet.qos = grantedQos
+    if (subscriptionIdentifier !== undefined) {
+      // INVARIANT: the delivery path must not mutate `_packet.properties` in
+      // place — the forked aedes-packet copies `.properties` by reference into
+      // each Packet, so shared properties objects would be corrupted for every
+      // fanout subscriber and the source packet.
       _packet.properties = _packet.properties
-        ? { ..._packet.properties, subscriptionIdentifier: si }
-        : siProps
+        ? { ..._packet.properties, subscriptionIdentifier }
+        : (subscriptionIdentifier === si && siProps) || { subscriptionIdentifier }
     }
-    deliverFunc(_packet, cb)
+    if (_packet.qos > 0) {
+      client.deliverQoS(_packet, cb)
+    } else {
+      client.deliver0(_packet, cb)
+    }
   }
 
   // [MQTT-4.7.2-1] block $SYS for wildcard subscriptions.
@@ -253,6 +261,7 @@ function addSubs (sub, done) {
   // (vs. resubscribe/no-op) to decide whether to send retained messages.
   const existing = client.subscriptions[topic]
   this.isNewSubscription = !existing
+  client._overlaps = null
   if (!existing) {
     client.subscriptions[topic] = new Subscription(qos, func, rh, rap, nl, si)
     broker.subscribe(topic, func, done)
@@ -347,9 +356,17 @@ function completeSubscribe () {
           return
         }
       }
+      // [MQTT-3.3.5-1] at most the QoS granted to the subscriptions of this
+      // SUBSCRIBE that match the retained topic.
+      let grantedQos = 0
+      for (let i = 0; i < subs.length; i++) {
+        if (subs[i].qos < REASON_CODE_ERROR_THRESHOLD && subs[i].qos > grantedQos && topicMatches(subs[i].topic, packet.topic)) {
+          grantedQos = subs[i].qos
+        }
+      }
       const newPacket = new Packet({
         cmd: packet.cmd,
-        qos: packet.qos,
+        qos: Math.min(packet.qos, grantedQos),
         topic: packet.topic,
         payload: packet.payload,
         retain: true

@@ -75,6 +75,7 @@ function doUnsubscribe (sub, done) {
           done(err)
         } else {
           delete client.subscriptions[sub]
+          client._overlaps = null
           done()
         }
       })
