@@ -4,6 +4,7 @@ import util from 'util'
 import Packet from 'aedes-packet'
 import write from './write.js'
 import QoSPacket from './qos-packet.js'
+import OutboundWindow, { sendQoS } from './outbound-window.js'
 import handleSubscribe from './handlers/subscribe.js'
 import handleUnsubscribe from './handlers/unsubscribe.js'
 import handle from './handlers/index.js'
@@ -51,6 +52,9 @@ class Client {
     this._rejectingPacketTooLarge = false
     this._parsingBatch = 1
     this._nextId = Math.ceil(Math.random() * 65535)
+    // MQTT 5.0 Receive Maximum (client's): outbound QoS 1/2 flow control,
+    // sized at CONNECT. [MQTT-3.3.4-9]
+    this.outbound = new OutboundWindow(65535)
 
     // Drain timeout tracking - coalesced timer approach
     this._drainTimer = null
@@ -551,13 +555,7 @@ function writeQoS (err, client, packet) {
     // don't pass the error here or it will be thrown by mqemitter
     packet.writeCallback()
   } else {
-    write(client, packet, function (err) {
-      if (err) {
-        client.emit('error', err)
-      }
-      // don't pass the error here or it will be thrown by mqemitter
-      packet.writeCallback()
-    })
+    sendQoS(client, packet, packet.writeCallback)
   }
 }
 

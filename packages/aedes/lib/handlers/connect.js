@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { pipeline } from 'stream'
 import write from '../write.js'
 import QoSPacket from '../qos-packet.js'
+import OutboundWindow, { sendQoS } from '../outbound-window.js'
 import { runSeries, through } from '../utils.js'
 import handleSubscribe from './subscribe.js'
 import { SESSION_NEVER_EXPIRES, RECEIVE_MAXIMUM_DEFAULT, ReasonCodes } from '../constants.js'
@@ -302,6 +303,8 @@ function init (client, packet, done) {
   // (Consistent posture; enforcement is a planned follow-up.)
   client.maximumPacketSize = packet.properties?.maximumPacketSize // bytes, broker->client
   client.receiveMaximum = packet.properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT // in-flight QoS 1/2
+  // [MQTT-3.3.4-9] enforced: QoS 1/2 PUBLISH beyond it wait in client.outbound.
+  client.outbound = new OutboundWindow(client.receiveMaximum)
   // MQTT 5.0 Request Problem Information [MQTT-3.1.2-29]: when false the broker
   // must not send a Reason String or User Properties on packets other than
   // PUBLISH/CONNACK/DISCONNECT. mqtt-packet decodes the byte property as a
@@ -557,7 +560,7 @@ function emptyQueueFilter (err, client, packet) {
     persistence.outgoingClearMessageId(client, packet)
       .then(packet => next(null, packet), next)
   } else {
-    write(client, packet, next)
+    sendQoS(client, packet, next)
   }
 }
 

@@ -1,5 +1,8 @@
 function handlePuback (client, packet, done) {
   const persistence = client.broker.persistence
+  // PUBACK (QoS 1) or PUBCOMP (QoS 2) ends the flow: free its Receive Maximum
+  // slot, which may send a PUBLISH that was waiting. [MQTT-3.3.4-9]
+  client.outbound.release(packet.messageId)
   const emitAck = (err, origPacket) => {
     // The acknowledgement itself is the third argument: for a message that was
     // not in persistence (a clean session, or one the embedder wrote itself)

@@ -15,6 +15,8 @@ function handlePubrec (client, packet, done) {
   // flow — the broker must NOT send a PUBREL. It releases the packet identifier
   // (clearing the stored outgoing state) instead of continuing the handshake.
   if (client.version === 5 && packet.reasonCode >= REASON_CODE_ERROR_THRESHOLD) {
+    // The flow ends here, so does its Receive Maximum slot. [MQTT-3.3.4-9]
+    client.outbound.release(packet.messageId)
     if (client.clean) {
       return done()
     }
