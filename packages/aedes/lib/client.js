@@ -9,7 +9,7 @@ import handleSubscribe from './handlers/subscribe.js'
 import handleUnsubscribe from './handlers/unsubscribe.js'
 import handle from './handlers/index.js'
 import { pipeline, finished } from 'stream'
-import { through, packetWireSize } from './utils.js'
+import { through, packetWireSize, publishTooLarge } from './utils.js'
 import { ReasonCodes } from './constants.js'
 
 class Client {
@@ -144,6 +144,8 @@ class Client {
         setImmediate(() => {
           const packet = new Packet(toForward, broker)
           packet.qos = 0
+          // [MQTT-3.1.2-25] too large for the client: discarded as if sent.
+          if (publishTooLarge(that, packet)) return cb()
           write(that, packet, function (err) {
             that._onError(err)
             cb() // don't pass the error here or it will be thrown by mqemitter
@@ -554,6 +556,12 @@ function writeQoS (err, client, packet) {
     client.emit('error', err)
     // don't pass the error here or it will be thrown by mqemitter
     packet.writeCallback()
+  } else if (publishTooLarge(client, packet)) {
+    // [MQTT-3.1.2-25] too large for the client: discarded as if it had been
+    // delivered and acknowledged, so it is not kept for a later resend either.
+    if (client.clean) return packet.writeCallback()
+    client.broker.persistence.outgoingClearMessageId(client, packet)
+      .then(() => packet.writeCallback(), () => packet.writeCallback())
   } else {
     sendQoS(client, packet, packet.writeCallback)
   }

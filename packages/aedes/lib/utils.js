@@ -1,4 +1,5 @@
 import { Transform } from 'stream'
+import mqtt from 'mqtt-packet'
 
 export function noop () { }
 
@@ -47,6 +48,25 @@ export function armLongTimer (delayMs, onFire) {
   }
   schedule(delayMs)
   return { clear () { clearTimeout(timer) } }
+}
+
+// MQTT 5.0 Maximum Packet Size, server to client [MQTT-3.1.2-24]: would this
+// PUBLISH be larger than the client accepts? Only encodes the packet when the
+// client set a maximum, so the common path costs nothing. The caller then
+// discards it as if it had been delivered [MQTT-3.1.2-25] and emits
+// 'publishTooLarge' (client, packet, size) so the drop is observable.
+export function publishTooLarge (client, packet) {
+  const max = client.maximumPacketSize
+  if (!max) return false
+  let size
+  try {
+    size = mqtt.generate(packet, { protocolVersion: client._wireVersion ?? 4 }).length
+  } catch {
+    return false // not encodable: write() reports it as before
+  }
+  if (size <= max) return false
+  client.broker.emit('publishTooLarge', client, packet, size)
+  return true
 }
 
 // MQTT remaining-length is a Variable Byte Integer encoded in 1-4 bytes; each

@@ -3,7 +3,7 @@ import { pipeline } from 'stream'
 import write from '../write.js'
 import QoSPacket from '../qos-packet.js'
 import OutboundWindow, { sendQoS } from '../outbound-window.js'
-import { runSeries, through } from '../utils.js'
+import { runSeries, through, publishTooLarge } from '../utils.js'
 import handleSubscribe from './subscribe.js'
 import { SESSION_NEVER_EXPIRES, RECEIVE_MAXIMUM_DEFAULT, ReasonCodes } from '../constants.js'
 
@@ -556,7 +556,9 @@ function emptyQueueFilter (err, client, packet) {
   // [MQTT-3.1.2-5] Without Clean Start the stored session is resumed, even when
   // the new CONNECT has no Session Expiry Interval (client.clean === true: the
   // session now ends with this connection), so its stored messages are sent.
-  if (client._cleanStart || !authorized || expired) {
+  // [MQTT-3.1.2-25] a message too large for the (new) connection's Maximum
+  // Packet Size is discarded as if it had been delivered.
+  if (client._cleanStart || !authorized || expired || (packet.cmd === 'publish' && publishTooLarge(client, packet))) {
     persistence.outgoingClearMessageId(client, packet)
       .then(packet => next(null, packet), next)
   } else {
