@@ -38,6 +38,11 @@ class Client {
     // MQTT 5.0 inbound Topic Alias map (alias number -> topic name), scoped
     // to this connection. Populated as the client registers aliases.
     this._topicAliases = new Map()
+    // MQTT 5.0 outbound Topic Alias map (topic name -> alias), scoped to this
+    // connection, up to the Topic Alias Maximum the client sent in CONNECT
+    // (0 = the client takes none). [MQTT-3.3.2-11]
+    this._outboundTopicAliases = new Map()
+    this._outboundTopicAliasMaximum = 0
 
     this.broker = broker
     this.conn = conn
@@ -228,6 +233,23 @@ class Client {
     } else {
       that.deliverQoS(packet, done)
     }
+  }
+
+  // MQTT 5.0 outbound Topic Alias for a PUBLISH to `topic` that is written to
+  // the connection now: { topic: '', alias } when the client already knows the
+  // alias, { topic, alias } to establish a new one, { topic } when the client
+  // takes no aliases or all of its aliases are in use (the first topics keep
+  // theirs for the life of the connection). [MQTT-3.3.2-11] [MQTT-3.3.2-12]
+  outboundTopicAlias (topic) {
+    const max = this._outboundTopicAliasMaximum
+    if (!max) return { topic }
+    const aliases = this._outboundTopicAliases
+    let alias = aliases.get(topic)
+    if (alias !== undefined) return { topic: '', alias }
+    if (aliases.size >= max) return { topic }
+    alias = aliases.size + 1
+    aliases.set(topic, alias)
+    return { topic, alias }
   }
 
   subscribe (packet, done) {

@@ -23,6 +23,16 @@ function write (client, packet, done, protocolVersion) {
       if (protocolVersion !== undefined) {
         version = (protocolVersion === 3 || protocolVersion === 5) ? protocolVersion : 4
       }
+      // MQTT 5.0: replace the topic of an outbound PUBLISH by a Topic Alias
+      // when the client takes them. Decided here, as the packet is written, so
+      // an alias always reaches the client after the PUBLISH that set it up.
+      // The packet may be shared (persistence, fan-out): write a copy.
+      if (client._outboundTopicAliasMaximum > 0 && packet.cmd === 'publish' && version === 5) {
+        const aliased = client.outboundTopicAlias(packet.topic)
+        if (aliased.alias !== undefined) {
+          packet = { ...packet, topic: aliased.topic, properties: { ...packet.properties, topicAlias: aliased.alias } }
+        }
+      }
       const result = mqtt.writeToStream(packet, client.conn, WRITE_OPTS[version])
       if (!result && !client.errored) {
         // Socket buffer is full - wait for drain

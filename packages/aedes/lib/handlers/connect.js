@@ -305,6 +305,9 @@ function init (client, packet, done) {
   client.receiveMaximum = packet.properties?.receiveMaximum ?? RECEIVE_MAXIMUM_DEFAULT // in-flight QoS 1/2
   // [MQTT-3.3.4-9] enforced: QoS 1/2 PUBLISH beyond it wait in client.outbound.
   client.outbound = new OutboundWindow(client.receiveMaximum)
+  // MQTT 5.0 Topic Alias Maximum (client's): aliases the broker may use on
+  // PUBLISH packets it sends to this client. [MQTT-3.3.2-11]
+  client._outboundTopicAliasMaximum = (packet.protocolVersion === 5 && packet.properties?.topicAliasMaximum) || 0
   // MQTT 5.0 Request Problem Information [MQTT-3.1.2-29]: when false the broker
   // must not send a Reason String or User Properties on packets other than
   // PUBLISH/CONNACK/DISCONNECT. mqtt-packet decodes the byte property as a
