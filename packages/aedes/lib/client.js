@@ -43,6 +43,10 @@ class Client {
     // (0 = the client takes none). [MQTT-3.3.2-11]
     this._outboundTopicAliases = new Map()
     this._outboundTopicAliasMaximum = 0
+    // MQTT 5.0 Receive Maximum (broker's): packet ids of inbound QoS 1/2
+    // PUBLISH not yet acknowledged (QoS 1: until PUBACK is written; QoS 2:
+    // until PUBREL, or a failed PUBREC). [MQTT-3.3.4-8]
+    this._inboundInflight = new Set()
 
     this.broker = broker
     this.conn = conn

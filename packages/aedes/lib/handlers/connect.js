@@ -66,9 +66,8 @@ function connackProperties (broker) {
   if (broker.topicAliasMaximum > 0) {
     properties.topicAliasMaximum = broker.topicAliasMaximum
   }
-  // Advisory only: maximumPacketSize is enforced on inbound frames, but
-  // receiveMaximum (inbound in-flight QoS 1/2 window) is advertised without
-  // broker-side enforcement. See docs/Aedes.md.
+  // Both are enforced on inbound packets: maximumPacketSize in the read loop
+  // (0x95) and receiveMaximum in handlePublish (0x93).
   if (broker.maximumPacketSize > 0) {
     properties.maximumPacketSize = broker.maximumPacketSize
   }

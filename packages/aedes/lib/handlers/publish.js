@@ -37,6 +37,20 @@ function handlePublish (client, packet, done) {
       return
     }
   }
+  // MQTT 5.0 Receive Maximum: a client that has more unacknowledged QoS 1/2
+  // PUBLISH in flight than the broker advertised gets DISCONNECT 0x93. A
+  // retransmission (same packet id) is not a new one. [MQTT-3.3.4-8]
+  const receiveMaximum = client.broker.receiveMaximum
+  if (packet.qos > 0 && client.version === 5 && receiveMaximum > 0 &&
+      !client._inboundInflight.has(packet.messageId)) {
+    if (client._inboundInflight.size >= receiveMaximum) {
+      client.broker.emit('clientError', client,
+        new Error(`more than ${receiveMaximum} unacknowledged QoS 1/2 PUBLISH (Receive Maximum)`))
+      client.disconnect({ reasonCode: ReasonCodes.RECEIVE_MAXIMUM_EXCEEDED }, () => done())
+      return
+    }
+    client._inboundInflight.add(packet.messageId)
+  }
   const topic = packet.topic
   let err
   if (topic.length === 0) {
@@ -96,6 +110,8 @@ function enqueuePublish (packet, done) {
         })
       break
     case 1:
+      // The PUBACK ends the QoS 1 flow: free the slot before the client sees it.
+      client._inboundInflight.delete(packet.messageId)
       write(client, new PubAck(packet), function (err) {
         if (err) { return done(err) }
         client.broker.publish(packet, client, done)
@@ -141,6 +157,8 @@ function authorizePublish (packet, done) {
     packet._notAuthorized = true
     client.broker.emit('clientError', client, err)
     if (packet.qos > 0) {
+      // A failed PUBACK/PUBREC ends the flow (no PUBREL follows): free the slot.
+      client._inboundInflight.delete(packet.messageId)
       const ack = packet.qos === 1 ? new PubAck(packet) : new PubRec(packet)
       ack.reasonCode = publishFailureReasonCode(err)
       // [#823] Reason String, sourced from the authorization error and gated by

@@ -24,6 +24,9 @@ const pubrelActions = [
   pubrelWrite
 ]
 function handlePubrel (client, packet, done) {
+  // PUBREL ends the client's part of the QoS 2 flow: its Receive Maximum slot
+  // is free again. [MQTT-3.3.4-8]
+  client._inboundInflight.delete(packet.messageId)
   runSeries(
     new ClientPacketStatus(client, packet),
     pubrelActions, {}, done)
