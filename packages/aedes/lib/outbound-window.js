@@ -9,22 +9,25 @@ import write from './write.js'
 //
 // The window is shared by everything that writes QoS 1/2 PUBLISH packets to
 // the client, including an embedder that writes its own (`client.outbound`).
+// It keeps the packets it holds, so that when the connection ends the embedder
+// can see what the client never acknowledged (`unacknowledged()`), e.g. to
+// hand a shared subscription's messages to another member (§4.8.2).
 export default class OutboundWindow {
   constructor (max) {
     this.max = max
-    this.inflight = new Set()
+    this.inflight = new Map()
     this.pending = []
   }
 
   // Sends now (returns true) when a slot is free, else queues `send` behind
   // the packets already waiting (returns false).
-  submit (messageId, send) {
+  submit (messageId, send, packet) {
     if (this.pending.length === 0 && this.inflight.size < this.max) {
-      this.inflight.add(messageId)
+      this.inflight.set(messageId, packet)
       send()
       return true
     }
-    this.pending.push({ messageId, send })
+    this.pending.push({ messageId, send, packet })
     return false
   }
 
@@ -37,12 +40,25 @@ export default class OutboundWindow {
     return false
   }
 
+  // The PUBLISH packets sent and not acknowledged, then those still waiting,
+  // in order (those submitted without a packet are left out).
+  unacknowledged () {
+    const packets = []
+    for (const packet of this.inflight.values()) {
+      if (packet !== undefined) packets.push(packet)
+    }
+    for (let i = 0; i < this.pending.length; i++) {
+      if (this.pending[i].packet !== undefined) packets.push(this.pending[i].packet)
+    }
+    return packets
+  }
+
   // The client acknowledged `messageId`: free its slot and send what waits.
   release (messageId) {
     if (!this.inflight.delete(messageId)) return
     while (this.pending.length > 0 && this.inflight.size < this.max) {
       const next = this.pending.shift()
-      this.inflight.add(next.messageId)
+      this.inflight.set(next.messageId, next.packet)
       next.send()
     }
   }
@@ -63,7 +79,7 @@ export function sendQoS (client, packet, done) {
       // don't pass the error here or it will be thrown by mqemitter
       if (!waited) done()
     })
-  })
+  }, packet)
   if (!sentNow) {
     waited = true
     done()
