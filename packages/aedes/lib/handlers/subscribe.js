@@ -17,11 +17,14 @@ const restoreTopicActions = runFall([
 ])
 
 class SubAck {
-  constructor (packet, granted) {
+  constructor (packet, granted, reasonString) {
     this.cmd = 'suback'
     this.messageId = packet.messageId
     // the qos granted
     this.granted = granted
+    if (reasonString !== undefined) {
+      this.properties = { reasonString }
+    }
   }
 }
 
@@ -171,6 +174,14 @@ function blockDollarSignTopics (func) {
 }
 
 function storeSubscriptions (sub, done) {
+  // authorizeSubscribe may refuse with a specific MQTT 5 reason code and a
+  // Reason String ({ refused: { reasonCode, reasonString } }), e.g. 0x83 with
+  // why the subscription cannot be served here; v3/v4 only have 0x80.
+  if (sub && typeof sub === 'object' && sub.refused) {
+    this.granted = this.client.version === 5 ? sub.refused.reasonCode : 128
+    this.reasonString = sub.refused.reasonString
+    return done(null, null)
+  }
   if (!sub || typeof sub !== 'object') {
     // Subscription denied by authorizeSubscribe. [#822] v5 reports the specific
     // 0x87 (Not authorized); v3/v4 SUBACK only has the coarse 0x80 failure code
@@ -288,9 +299,12 @@ function completeSubscribe () {
   const client = this.client
 
   if (packet.messageId !== undefined) {
-    // [MQTT-3.9.3-1]
+    // [MQTT-3.9.3-1]; a Reason String only for v5 ([MQTT-3.9.2.1.2]).
+    const reasons = client.version === 5
+      ? this.subState.map(obj => obj.reasonString).filter(reason => reason !== undefined)
+      : []
     write(client,
-      new SubAck(packet, this.subState.map(obj => obj.granted)),
+      new SubAck(packet, this.subState.map(obj => obj.granted), reasons.length > 0 ? reasons.join('; ') : undefined),
       done)
   } else {
     done()
