@@ -301,6 +301,16 @@ test('Overlapped topics with QoS downgrade', async (t) => {
 // uncaught exception. The broker now rejects topics above `maxTopicLevels`.
 const tooManyLevels = 'a/'.repeat(200) + 'b' // 201 levels, default limit is 100
 
+// Sends a SUBSCRIBE for one filter over the level limit; resolves with the
+// Reason String of the 'topicRefused' event and the SUBACK's granted codes.
+async function subscribeRefused (s, topic, messageId, qos = 0) {
+  const refused = once(s.broker, 'topicRefused')
+  s.inStream.write({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos }] })
+  const [, , , reason] = await refused
+  const suback = await nextPacket(s)
+  return { reason, granted: suback.granted }
+}
+
 test('topicLevelCount counts levels like qlobber splits them', (t) => {
   t.plan(4)
   t.assert.equal(topicLevelCount(''), 1)
@@ -319,25 +329,35 @@ test('publish to a topic with too many levels raises an error', async (t) => {
     payload: 'world'
   })
 
+  // A v3/v4 PUBLISH has no refusal but closing the connection; the error names
+  // the count and the limit (a v5 QoS 1/2 PUBLISH gets PUBACK/PUBREC 0x90).
   const [client, err] = await once(s.broker, 'clientError')
   t.assert.ok(client, 'client is defined')
-  t.assert.equal(err.message, 'topic has too many levels', 'raise an error')
+  t.assert.equal(err.message, 'topic has 201 levels, more than the 100 this server accepts', 'raise an error')
   await checkNoPacket(t, s)
 })
 
-test('subscribe to a topic with too many levels raises an error', async (t) => {
-  t.plan(2)
+// A filter over the level limit is refused in the SUBACK (v3/v4: 0x80; v5: 0x8F
+// with a Reason String), the connection stays up, and 'topicRefused' tells the
+// embedder. It used to close the connection with a clientError.
+test('subscribe to a topic with too many levels is refused in the SUBACK', async (t) => {
+  t.plan(5)
 
   const s = await createAndConnect(t)
+  const refused = once(s.broker, 'topicRefused')
   s.inStream.write({
     cmd: 'subscribe',
     messageId: 24,
     subscriptions: [{ topic: tooManyLevels, qos: 0 }]
   })
 
-  const [client, err] = await once(s.broker, 'clientError')
+  const [client, kind, topic, reason] = await refused
   t.assert.ok(client, 'client is defined')
-  t.assert.equal(err.message, 'topic has too many levels', 'raise an error')
+  t.assert.equal(kind, 'subscribe')
+  t.assert.equal(topic, tooManyLevels)
+  t.assert.equal(reason, 'topic filter has 201 levels, more than the 100 this server accepts')
+  const suback = await nextPacket(s)
+  t.assert.deepEqual(suback.granted, [0x80], 'refused in the SUBACK')
 })
 
 test('broker.unsubscribe with too many levels errors instead of crashing', async (t) => {
@@ -390,11 +410,11 @@ test('maxTopicLevels is configurable and bounds the depth', async (t) => {
   // above the limit: rejected
   s.inStream.write({ cmd: 'publish', topic: 'a/b/c/d', payload: 'world' })
   const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'topic above the limit is rejected')
+  t.assert.equal(err.message, 'topic has 4 levels, more than the 3 this server accepts', 'topic above the limit is rejected')
 })
 
 test('topic at the level limit is accepted, one above is rejected', async (t) => {
-  t.plan(4)
+  t.plan(5)
 
   const atLimit = 'a/'.repeat(99) + 'a' // 100 levels
   const overLimit = 'a/'.repeat(100) + 'a' // 101 levels
@@ -402,57 +422,43 @@ test('topic at the level limit is accepted, one above is rejected', async (t) =>
 
   await subscribe(t, s, atLimit, 0) // exactly at the limit: accepted (suback)
 
-  s.inStream.write({
-    cmd: 'subscribe',
-    messageId: 25,
-    subscriptions: [{ topic: overLimit, qos: 0 }]
-  })
-  const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'one level above the limit is rejected')
+  const { reason, granted } = await subscribeRefused(s, overLimit, 25)
+  t.assert.equal(reason, 'topic filter has 101 levels, more than the 100 this server accepts', 'one level above the limit is rejected')
+  t.assert.deepEqual(granted, [0x80], 'refused in the SUBACK')
 })
 
 test('maxTopicLevels is clamped to a maximum of 100', async (t) => {
   // configuring above the qlobber ceiling must not be honored: a 101-level
   // topic is still rejected (not routed into qlobber, which would crash).
-  t.plan(1)
+  t.plan(2)
 
   const s = await createAndConnect(t, { broker: { maxTopicLevels: 1000 } })
-  s.inStream.write({
-    cmd: 'subscribe',
-    messageId: 24,
-    subscriptions: [{ topic: 'a/'.repeat(100) + 'a', qos: 0 }] // 101 levels
-  })
-  const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'clamped to 100, rejected not crashed')
+  const { reason, granted } = await subscribeRefused(s, 'a/'.repeat(100) + 'a', 24) // 101 levels
+  t.assert.equal(reason, 'topic filter has 101 levels, more than the 100 this server accepts', 'clamped to 100, rejected not crashed')
+  t.assert.deepEqual(granted, [0x80], 'refused in the SUBACK')
 })
 
 test('maxTopicLevels of 0 is clamped to 1 (cannot be disabled)', async (t) => {
-  t.plan(1)
+  t.plan(2)
 
   const s = await createAndConnect(t, { broker: { maxTopicLevels: 0 } })
-  s.inStream.write({
-    cmd: 'subscribe',
-    messageId: 24,
-    subscriptions: [{ topic: 'a/b', qos: 0 }] // 2 levels, over the clamped limit of 1
-  })
-  const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'guard cannot be disabled')
+  const { reason, granted } = await subscribeRefused(s, 'a/b', 24) // 2 levels, over the clamped limit of 1
+  t.assert.equal(reason, 'topic filter has 2 levels, more than the 1 this server accepts', 'guard cannot be disabled')
+  t.assert.deepEqual(granted, [0x80], 'refused in the SUBACK')
 })
 
 test('over-limit SUBSCRIBE on a persistent session is rejected before persistence', async (t) => {
   // non-clean session runs persistence.addSubscriptions before broker.subscribe;
   // the boundary check must reject first, with the consistent broker error
   // (not qlobber's raw "too many words") and without persisting anything.
-  t.plan(1)
+  t.plan(3)
 
   const s = await createAndConnect(t, { connect: { clean: false, clientId: 'persist-deep' } })
-  s.inStream.write({
-    cmd: 'subscribe',
-    messageId: 24,
-    subscriptions: [{ topic: tooManyLevels, qos: 1 }]
-  })
-  const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'rejected at the boundary')
+  const { reason, granted } = await subscribeRefused(s, tooManyLevels, 24, 1)
+  t.assert.equal(reason, 'topic filter has 201 levels, more than the 100 this server accepts', 'rejected at the boundary')
+  t.assert.deepEqual(granted, [0x80], 'refused in the SUBACK')
+  const stored = await s.broker.persistence.subscriptionsByClient({ id: 'persist-deep' })
+  t.assert.equal(stored.length, 0, 'nothing persisted')
 })
 
 test('over-limit QoS 1 PUBLISH is rejected without sending PUBACK', async (t) => {
@@ -467,7 +473,7 @@ test('over-limit QoS 1 PUBLISH is rejected without sending PUBACK', async (t) =>
     messageId: 42
   })
   const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'raise an error')
+  t.assert.equal(err.message, 'topic has 201 levels, more than the 100 this server accepts', 'raise an error')
   await checkNoPacket(t, s) // rejected before the PUBACK is written
 })
 
@@ -483,6 +489,6 @@ test('over-limit QoS 2 PUBLISH is rejected without sending PUBREC', async (t) =>
     messageId: 43
   })
   const [, err] = await once(s.broker, 'clientError')
-  t.assert.equal(err.message, 'topic has too many levels', 'raise an error')
+  t.assert.equal(err.message, 'topic has 201 levels, more than the 100 this server accepts', 'raise an error')
   await checkNoPacket(t, s) // rejected before the PUBREC is written
 })

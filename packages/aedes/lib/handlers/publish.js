@@ -73,12 +73,23 @@ function handlePublish (client, packet, done) {
   }
   // reject deeply nested topics before any ack/persistence side-effect; see
   // lib/utils.js#topicLevelCount. broker.publish guards the will/API paths.
-  if (topicLevelCount(topic) > client.broker.maxTopicLevels) {
-    err = new Error('topic has too many levels')
-    return done(err)
+  // A topic over the level limit is not malformed, only not accepted here: a v5
+  // client gets PUBACK/PUBREC 0x90 (Topic Name invalid) with a Reason String and
+  // keeps its connection (QoS 0: dropped); a v3/v4 client is disconnected, its
+  // only refusal. Either way 'topicRefused' tells the embedder (one log line).
+  const levels = topicLevelCount(topic)
+  if (levels > client.broker.maxTopicLevels) {
+    err = new Error(`topic has ${levels} levels, more than the ${client.broker.maxTopicLevels} this server accepts`)
+    err.reasonCode = TOPIC_NAME_INVALID
+    client.broker.emit('topicRefused', client, 'publish', topic, err.message)
+    if (client.version !== 5) return done(err)
+    return refusePublish(client, packet, err, done)
   }
   runSeries(client, publishActions, packet, done)
 }
+
+// 0x90 Topic Name invalid [MQTT-3.4.2.1]
+const TOPIC_NAME_INVALID = 0x90
 
 function enqueuePublish (packet, done) {
   const client = this
@@ -156,20 +167,27 @@ function authorizePublish (packet, done) {
     // fast path above, which closes the connection).
     packet._notAuthorized = true
     client.broker.emit('clientError', client, err)
-    if (packet.qos > 0) {
-      // A failed PUBACK/PUBREC ends the flow (no PUBREL follows): free the slot.
-      client._inboundInflight.delete(packet.messageId)
-      const ack = packet.qos === 1 ? new PubAck(packet) : new PubRec(packet)
-      ack.reasonCode = publishFailureReasonCode(err)
-      // [#823] Reason String, sourced from the authorization error and gated by
-      // the client's Request Problem Information.
-      const properties = ackProperties(client, err.message)
-      if (properties) ack.properties = properties
-      write(client, ack, () => done())
-    } else {
-      done()
-    }
+    refusePublish(client, packet, err, done)
   })
+}
+
+// MQTT 5.0: answers a refused PUBLISH without closing the connection: QoS > 0
+// gets a PUBACK/PUBREC with the error's failure reason code and its message as
+// Reason String; QoS 0 has no acknowledgement and is dropped.
+function refusePublish (client, packet, err, done) {
+  if (packet.qos > 0) {
+    // A failed PUBACK/PUBREC ends the flow (no PUBREL follows): free the slot.
+    client._inboundInflight.delete(packet.messageId)
+    const ack = packet.qos === 1 ? new PubAck(packet) : new PubRec(packet)
+    ack.reasonCode = publishFailureReasonCode(err)
+    // [#823] Reason String, sourced from the authorization error and gated by
+    // the client's Request Problem Information.
+    const properties = ackProperties(client, err.message)
+    if (properties) ack.properties = properties
+    write(client, ack, () => done())
+  } else {
+    done()
+  }
 }
 
 // Resolves an MQTT 5.0 inbound Topic Alias. A PUBLISH that carries a non-empty

@@ -1,7 +1,10 @@
 import Packet from 'aedes-packet'
-import { through, validateTopic, $SYS_PREFIX, runFall, runParallel, once, overlappingSubscriptions, topicMatches } from '../utils.js'
+import { through, validateTopic, topicLevelCount, $SYS_PREFIX, runFall, runParallel, once, overlappingSubscriptions, topicMatches } from '../utils.js'
 import { ReasonCodes, SUBSCRIPTION_IDENTIFIER_MAX, REASON_CODE_ERROR_THRESHOLD } from '../constants.js'
 import write from '../write.js'
+
+// 0x8F Topic Filter invalid [MQTT-3.9.3]
+const TOPIC_FILTER_INVALID = 0x8F
 
 // [MQTT-4.8.2] Shared Subscription topic-filter prefix.
 const SHARE_PREFIX = '$share/'
@@ -155,6 +158,15 @@ function doSubscribe (sub, done) {
 
 function authorize (sub, done) {
   const client = this.client
+  // A filter over the level limit is not malformed, only not accepted here:
+  // refuse that subscription with 0x8F (Topic Filter invalid; v3/v4: 0x80) and a
+  // Reason String instead of closing the connection, and tell the embedder.
+  const levels = topicLevelCount(sub.topic)
+  if (levels > client.broker.maxTopicLevels) {
+    const reasonString = `topic filter has ${levels} levels, more than the ${client.broker.maxTopicLevels} this server accepts`
+    client.broker.emit('topicRefused', client, 'subscribe', sub.topic, reasonString)
+    return done(null, { ...sub, refused: { reasonCode: TOPIC_FILTER_INVALID, reasonString } })
+  }
   const err = validateTopic(sub.topic, 'SUBSCRIBE', client.broker.maxTopicLevels)
   if (err) {
     return done(err)
@@ -202,7 +214,7 @@ function storeSubscriptions (sub, done) {
 }
 
 function addSubs (sub, done) {
-  if (!sub || typeof sub !== 'object') {
+  if (!sub || typeof sub !== 'object' || sub.refused) {
     return done()
   }
 
