@@ -64,6 +64,14 @@ class Client {
     // MQTT 5.0 Receive Maximum (client's): outbound QoS 1/2 flow control,
     // sized at CONNECT. [MQTT-3.3.4-9]
     this.outbound = new OutboundWindow(65535)
+    // Session resume: from the restore of the subscriptions until the stored
+    // queue has been sent, live deliveries are held here, as [deliver, packet]
+    // in arrival order, then delivered (see emptyQueue in handlers/connect.js).
+    // null when not holding.
+    this._heldDeliveries = null
+    // brokerId:brokerCounter of the stored packets the resume sent (or
+    // dropped): a live delivery of one of them is not sent a second time.
+    this._resumedPackets = null
 
     // Drain timeout tracking - coalesced timer approach
     this._drainTimer = null
@@ -145,6 +153,10 @@ class Client {
     }
 
     this.deliver0 = function deliverQoS0 (_packet, cb) {
+      if (that._heldDeliveries !== null) {
+        holdDelivery(that, that.deliver0, _packet, cb)
+        return
+      }
       const toForward = getToForwardPacket(_packet)
 
       if (toForward) {
@@ -169,6 +181,17 @@ class Client {
       // downgrade to qos0 if requested by publish
       if (_packet.qos === 0) {
         that.deliver0(_packet, cb)
+        return
+      }
+      if (that._heldDeliveries !== null) {
+        holdDelivery(that, that.deliverQoS, _packet, cb)
+        return
+      }
+      if (that._resumedPackets !== null && _packet.brokerId &&
+          that._resumedPackets.delete(_packet.brokerId + ':' + _packet.brokerCounter)) {
+        // Already sent from the stored queue on resume (it was queued before
+        // the resume read the queue, and its live delivery came after).
+        setImmediate(cb)
         return
       }
       const toForward = getToForwardPacket(_packet)
@@ -560,6 +583,15 @@ class Client {
       done
     )
   }
+}
+
+// Holds a live delivery during session resume. The publisher is not held up:
+// a QoS 1/2 message is in the session's stored queue already (persistent
+// session) or here (session ending with the connection), as when a PUBLISH
+// waits for the outbound window.
+function holdDelivery (client, deliver, packet, cb) {
+  client._heldDeliveries.push([deliver, packet])
+  setImmediate(cb)
 }
 
 function dedupe (client, packet) {

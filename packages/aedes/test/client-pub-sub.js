@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import { once } from 'node:events'
 import {
+  checkNoPacket,
   connect,
   createAndConnect,
   nextPacket,
@@ -403,7 +404,7 @@ test('emit a `ack` event on PUBCOMP for QoS 2 [clean=true]', async (t) => {
 })
 
 test('offline message support for direct publish', async (t) => {
-  t.plan(2)
+  t.plan(4)
 
   const opts = {
     connect: {
@@ -434,18 +435,25 @@ test('offline message support for direct publish', async (t) => {
     })
   })
 
+  // s1 does not acknowledge the message: the resumed session (s2) gets it again
+  // with its original Packet Identifier [MQTT-4.4.0-1], and once s2 has
+  // acknowledged it, it is not sent again. (This test used to PUBACK the id
+  // before the resend and still expect the message: sent again after its
+  // PUBACK, which the resume fix of this commit prevents.)
   const processPacket = async () => {
     const packet1 = await nextPacket(s1)
     // create a new subscriber, this will disconnect s1
     const s2 = setup(s1.broker)
     await connect(s2, opts)
+    const packet2 = await nextPacket(s2)
+    t.assert.equal(packet2.messageId, packet1.messageId, 'original packet identifier')
     s2.inStream.write({
       cmd: 'puback',
-      messageId: packet1.messageId
+      messageId: packet2.messageId
     })
-    const packet2 = await nextPacket(s2)
     delete packet2.messageId
     t.assert.deepEqual(structuredClone(packet2), expected, 'packet must match')
+    await checkNoPacket(t, s2)
   }
   // run parallel
   await Promise.all([

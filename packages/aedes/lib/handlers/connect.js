@@ -427,6 +427,11 @@ function gotSubs (subs, client) {
 }
 
 function restoreSubs (arg, done) {
+  // Live deliveries start with the restored subscriptions (and with any
+  // SUBSCRIBE the client sends once resumed), before emptyQueue has sent the
+  // stored queue: hold them until it has (see emptyQueue).
+  this.client._heldDeliveries = []
+  this.client._resumedPackets = new Set()
   if (arg.subs) {
     handleSubscribe(this.client, { subscriptions: arg.subs }, true, done)
     arg.sessionPresent = !!arg.subs // cast to boolean, [MQTT-3.2.2-2]
@@ -513,6 +518,7 @@ function emptyQueue (arg, done) {
   pipeline(
     outgoing,
     through(function clearQueue (data, enc, next) {
+      if (data.brokerId) client._resumedPackets.add(data.brokerId + ':' + data.brokerCounter)
       // MQTT 5.0 Message Expiry Interval: update the remaining lifetime before
       // delivery (the expired/drop case is handled in emptyQueueFilter, after
       // a message id has been assigned). [MQTT-3.3.2-5]
@@ -531,9 +537,27 @@ function emptyQueue (arg, done) {
       persistence.outgoingUpdate(client, packet)
         .then(() => filter(null, client, packet), err => filter(err, client, packet))
     }),
-    done
+    function resumed (err) {
+      // The stored queue has been sent: now the deliveries held since
+      // restoreSubs, in order. Delivered while the queue was being read, they
+      // overtook the backlog [MQTT-4.6.0-6]; and one queued before the stream
+      // read the queue was sent twice, live and then from the stream, with the
+      // same packet id, DUP=1 and after its PUBACK (the stream's copy is
+      // re-stored by outgoingUpdate). A held message the stream sent is skipped
+      // (_resumedPackets), and so is one whose live delivery comes later still.
+      const held = client._heldDeliveries
+      client._heldDeliveries = null
+      if (!err && held !== null) {
+        for (let i = 0; i < held.length; i++) {
+          held[i][0](held[i][1], noop)
+        }
+      }
+      done(err)
+    }
   )
 }
+
+function noop () {}
 
 function emptyQueueFilter (err, client, packet) {
   const next = packet.writeCallback
