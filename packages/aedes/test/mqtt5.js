@@ -630,6 +630,33 @@ test('MQTT 5.0 unauthorized publish PUBACK carries a Reason String, honoring Req
   t.assert.equal(acks2[0].properties?.reasonString, undefined, 'Reason String suppressed when RPI=0')
 })
 
+test('MQTT 5.0 a refused SUBSCRIBE carries its Reason String, honoring Request Problem Information', async (t) => {
+  t.plan(4)
+  const { connect } = await createServerAndConnect(t, {
+    brokerOptions: {
+      authorizeSubscribe: (client, sub, cb) => cb(null, sub.topic === 'denied'
+        ? { ...sub, refused: { reasonCode: 0x8F, reasonString: 'not this filter' } }
+        : sub)
+    }
+  })
+  const subacks = async (clientId, properties) => {
+    const client = connect({ clientId, reconnectPeriod: 0, properties })
+    await once(client, 'connect')
+    const received = []
+    client.on('packetreceive', (p) => { if (p.cmd === 'suback') received.push(p) })
+    client.subscribe('denied', { qos: 1 }, () => {})
+    while (received.length === 0) await delay(5)
+    return received[0]
+  }
+  const on = await subacks('rs-on', undefined)
+  t.assert.deepEqual(on.granted, [0x8F], 'the refusal reason code')
+  t.assert.equal(on.properties?.reasonString, 'not this filter', 'Reason String present')
+  // Request Problem Information = false [MQTT-3.1.2-29]: still 0x8F, but no Reason String.
+  const off = await subacks('rs-off', { requestProblemInformation: false })
+  t.assert.deepEqual(off.granted, [0x8F], 'the refusal reason code')
+  t.assert.equal(off.properties?.reasonString, undefined, 'Reason String suppressed when RPI=0')
+})
+
 test('MQTT 5.0 a denied SUBSCRIBE returns SUBACK reason code 0x87 (not the coarse 0x80)', async (t) => {
   t.plan(1)
   const { connect } = await createServerAndConnect(t, {

@@ -1,5 +1,5 @@
 import Packet from 'aedes-packet'
-import { through, validateTopic, topicLevelCount, $SYS_PREFIX, runFall, runParallel, once, overlappingSubscriptions, topicMatches } from '../utils.js'
+import { ackProperties, through, validateTopic, topicLevelCount, $SYS_PREFIX, runFall, runParallel, once, overlappingSubscriptions, topicMatches } from '../utils.js'
 import { ReasonCodes, SUBSCRIPTION_IDENTIFIER_MAX, REASON_CODE_ERROR_THRESHOLD } from '../constants.js'
 import write from '../write.js'
 
@@ -20,13 +20,13 @@ const restoreTopicActions = runFall([
 ])
 
 class SubAck {
-  constructor (packet, granted, reasonString) {
+  constructor (packet, granted, properties) {
     this.cmd = 'suback'
     this.messageId = packet.messageId
     // the qos granted
     this.granted = granted
-    if (reasonString !== undefined) {
-      this.properties = { reasonString }
+    if (properties !== undefined) {
+      this.properties = properties
     }
   }
 }
@@ -311,12 +311,13 @@ function completeSubscribe () {
   const client = this.client
 
   if (packet.messageId !== undefined) {
-    // [MQTT-3.9.3-1]; a Reason String only for v5 ([MQTT-3.9.2.1.2]).
-    const reasons = client.version === 5
-      ? this.subState.map(obj => obj.reasonString).filter(reason => reason !== undefined)
-      : []
+    // [MQTT-3.9.3-1]; a Reason String only for v5 ([MQTT-3.9.2.1.2]) and only
+    // when the client did not set Request Problem Information to 0
+    // ([MQTT-3.1.2-29]): ackProperties() is the gate, as for PUBACK/PUBREC.
+    const reasons = this.subState.map(obj => obj.reasonString).filter(reason => reason !== undefined)
+    const properties = ackProperties(client, reasons.join('; '))
     write(client,
-      new SubAck(packet, this.subState.map(obj => obj.granted), reasons.length > 0 ? reasons.join('; ') : undefined),
+      new SubAck(packet, this.subState.map(obj => obj.granted), properties),
       done)
   } else {
     done()
