@@ -184,7 +184,7 @@ export class Aedes extends EventEmitter {
         // do not publish the same wills at the same time
         const client = that.clients[will.clientId] || null
         await pAuthorizePublish(client, will)
-        await pPublish(willPublishPacket(will))
+        await pPublish(will)
         await that.persistence.delWill({
           id: will.clientId,
           brokerId: will.brokerId
@@ -484,7 +484,6 @@ export class Aedes extends EventEmitter {
   // Authorize and publish a client's will, then remove it from persistence.
   publishWill (client, will) {
     const that = this
-    will = willPublishPacket(will)
     this.authorizePublish(client, will, function (err) {
       if (err) { return cleanup() }
       that.publish(will, client, cleanup)
@@ -520,15 +519,6 @@ export class Aedes extends EventEmitter {
       that.mq.close(cb)
     })
   }
-}
-
-// [MQTT-3.1.3-9] The Will Delay Interval is a property of the will, not of the
-// PUBLISH: it must not reach subscribers (mqtt-packet would encode it into the
-// PUBLISH, which a v5 receiver treats as a Malformed Packet).
-function willPublishPacket (will) {
-  if (will.properties?.willDelayInterval === undefined) return will
-  const { willDelayInterval, ...properties } = will.properties // eslint-disable-line no-unused-vars
-  return { ...will, properties }
 }
 
 function storeRetained (packet, done) {
