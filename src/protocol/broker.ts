@@ -20,6 +20,7 @@ import {
   composeSubscribe,
   refuseSharePublish,
   refuseSysPublish,
+  stripWillDelayInterval,
   type BrokerHooks,
 } from './hooks.js'
 import { SharedSubscriptions } from './shared-subscriptions.js'
@@ -124,7 +125,7 @@ function closeServer(server: NetServer | HttpServer): Promise<void> {
 export async function createMqttBroker(options: MqttBrokerOptions): Promise<MqttBroker> {
   const { logger } = options
   const hooks: BrokerHooks = {
-    authorizePublish: [refuseSysPublish, refuseSharePublish],
+    authorizePublish: [stripWillDelayInterval, refuseSysPublish, refuseSharePublish],
     authorizeSubscribe: [],
     authorizeForward: [],
   }

@@ -150,3 +150,15 @@ export const refuseSharePublish: AuthorizePublishHook = (_client, packet) => {
     throw new NotAuthorizedError('publishing to $share/ is not allowed')
   }
 }
+
+/**
+ * [MQTT-3.1.3-9] The Will Delay Interval is a property of the will, not of its PUBLISH: aedes copies
+ * the will's properties onto the PUBLISH it sends, and a v5 receiver would see a property a PUBLISH
+ * cannot carry. aedes runs `authorizePublish` on the will (both of its will paths) just before
+ * publishing that same object, so this hook removes the property there. A client's own PUBLISH never
+ * has it (mqtt-packet does not decode it on a PUBLISH).
+ */
+export const stripWillDelayInterval: AuthorizePublishHook = (_client, packet) => {
+  const properties = packet.properties as { willDelayInterval?: number } | undefined
+  if (properties?.willDelayInterval !== undefined) delete properties.willDelayInterval
+}

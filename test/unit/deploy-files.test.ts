@@ -255,15 +255,25 @@ function dockerImage(): Image {
     for (const source of parts.slice(0, -1))
       assert.ok(exists(source), `${where(ins)}: ${source} is not in the repository`)
   }
-  // patch-package runs in npm's postinstall: patches/ must be in place before `npm ci`.
-  const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts
-  assert.match(scripts.postinstall ?? '', /patch-package/)
+  // aedes is the workspace package packages/aedes (Spool's fork): it must be in place before `npm ci`,
+  // which links node_modules/aedes to it, and the runtime stage needs it behind that link.
+  const pkg = JSON.parse(read('package.json')) as {
+    workspaces?: string[]
+    dependencies: Record<string, string>
+  }
+  assert.deepEqual(pkg.workspaces, ['packages/aedes'])
+  assert.equal(pkg.dependencies.aedes, 'file:packages/aedes')
   const npmCi = build.findIndex((i) => i.op === 'RUN' && /\bnpm ci\b/.test(i.args))
-  const copyPatches = build.findIndex((i) => i.op === 'COPY' && /^patches\b/.test(i.args))
-  assert.ok(npmCi > 0 && copyPatches > 0 && copyPatches < npmCi, `${file}: COPY patches before RUN npm ci`)
-  assert.ok(readdirSync(join(ROOT, 'patches')).length > 0)
-  // patch-package only warns about a patch that does not apply, unless it believes it runs in CI.
-  assert.match(build[npmCi]?.args ?? '', /\bCI=true npm ci\b/, `${file}: CI=true npm ci`)
+  const copyFork = build.findIndex((i) => i.op === 'COPY' && /^packages\/aedes\b/.test(i.args))
+  assert.ok(npmCi > 0 && copyFork > 0 && copyFork < npmCi, `${file}: COPY packages/aedes before RUN npm ci`)
+  assert.ok(existsSync(join(ROOT, 'packages/aedes/aedes.js')))
+  assert.match(build[npmCi]?.args ?? '', /\bnpm ci\b/, `${file}: npm ci`)
+  assert.ok(
+    runtime.some(
+      (i) => i.op === 'COPY' && i.args.includes('--from=build') && i.args.includes('/app/packages/aedes'),
+    ),
+    `${file}: runtime copies the aedes fork`,
+  )
   // The runtime stage takes node_modules (patched, production only) and the compiled server from build.
   assert.ok(
     !runtime.some((i) => i.op === 'RUN' && /\bnpm (ci|install|i)\b/.test(i.args)),
