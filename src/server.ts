@@ -15,7 +15,7 @@ import type { BrokerHooks } from './protocol/hooks.js'
 import { LevelPersistence } from './protocol/persistence/level-persistence.js'
 import { attachMqttAuth } from './protocol/mqtt-auth.js'
 import { queuesExtension } from './queues.js'
-import { closeGrpc, createGrpcServer, listenGrpc, type GrpcServer } from './grpc.js'
+import { closeGrpc, createGrpcServer, listenGrpc, type GrpcServer } from './net/grpc.js'
 
 /** What an extension (e.g. the queue adapter) gets to wire itself in before clients can connect. */
 export interface ServerContext {
