@@ -1,6 +1,6 @@
 // ESLint flat config: typescript-eslint's type-checked rules, plus the
 // architecture rules from STYLE.md: the queue core imports none of the adapters, and the
-// adapters use the core through its ports (only src/queues.ts wires QueueManager).
+// adapters use the core through its ports (only src/compose.ts wires QueueManager).
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
@@ -42,7 +42,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -66,7 +66,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -84,7 +84,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -92,8 +92,8 @@ export default tseslint.config(
     },
   },
   {
-    // The composition of the queue namespace: the one place outside src/queue that builds the manager.
-    files: ['src/queues.ts'],
+    // The composition root: the one place outside src/queue that builds the manager.
+    files: ['src/compose.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
