@@ -1,6 +1,6 @@
 // ESLint flat config: typescript-eslint's type-checked rules, plus the
 // architecture rules from STYLE.md: the queue core imports none of the adapters, and the
-// adapters use the core through its ports (only src/queues.ts wires QueueManager).
+// adapters use the core through its ports (only src/compose.ts wires QueueManager).
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
@@ -43,7 +43,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -67,7 +67,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -85,7 +85,7 @@ export default tseslint.config(
             {
               regex: '(^|/)queue/manager(\\.js)?$',
               message:
-                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/queues.ts wires QueueManager.',
+                'Outside src/queue, use the core through its ports (QueueService, PartitionHost, QueueAdmin); only src/compose.ts wires QueueManager.',
             },
           ],
         },
@@ -93,8 +93,8 @@ export default tseslint.config(
     },
   },
   {
-    // The composition of the queue namespace: the one place outside src/queue that builds the manager.
-    files: ['src/queues.ts'],
+    // The composition root: the one place outside src/queue that builds the manager.
+    files: ['src/compose.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

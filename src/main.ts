@@ -2,15 +2,15 @@
 /**
  * Composition root: `spool start [flags]` (and `spool passwd`, src/cli/passwd.ts; the operator commands
  * `spool queues|dlq|groups|cluster`, src/cli/admin.ts, which talk to a running broker). Parses the command
- * line and config, starts the server, and turns SIGTERM/SIGINT into a graceful stop bounded by
- * `shutdown.timeoutMs`.
+ * line and config, builds the node (compose.ts: each part in order, handed only what it uses), and
+ * turns SIGTERM/SIGINT into a graceful stop, in the reverse order, bounded by `shutdown.timeoutMs`.
  *
  * Exit codes: 0 clean stop; 1 start-up failure or forced stop; 2 bad command line or config.
  */
 import { ConfigError, loadConfig, USAGE, UsageError, type LoadResult } from './config/index.js'
 import { runPasswd } from './cli/passwd.js'
 import { ADMIN_COMMANDS, runAdminCli } from './cli/admin.js'
-import { startServer } from './server.js'
+import { startServer } from './compose.js'
 
 const EXIT_OK = 0
 const EXIT_FAILURE = 1

@@ -7,7 +7,7 @@
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
-import { ERROR_CODE_TRAILER, loadProtoPackage } from '../grpc.js'
+import { ERROR_CODE_TRAILER, loadProtoPackage } from '../net/grpc.js'
 import type { Logger } from '../observability/logger.js'
 import type { GroupStats } from '../queue/admin.js'
 import { AdminError, AdminErrorCodes, grpcStatusOf, GrpcStatus } from './errors.js'

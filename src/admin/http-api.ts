@@ -3,7 +3,7 @@
  * server, bearer-token access, JSON bodies, and errors as `{ "error": { "code", "message" } }` with
  * the status from ./errors.ts. The operations themselves are {@link AdminService}'s.
  */
-import { isLoopbackAddress } from '../loopback.js'
+import { isLoopbackAddress } from '../net/loopback.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from '../observability/logger.js'

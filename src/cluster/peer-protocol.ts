@@ -4,7 +4,7 @@
  * {@link QueueError} crosses a gRPC call (status + `spool-error-code` trailer) and comes back.
  */
 import * as grpc from '@grpc/grpc-js'
-import { ERROR_CODE_TRAILER, loadProtoPackage } from '../grpc.js'
+import { ERROR_CODE_TRAILER, loadProtoPackage } from '../net/grpc.js'
 import { QueueError, QueueErrorCodes, type QueueErrorCode } from '../queue/errors.js'
 import type { PartitionSnapshot } from '../queue/partition-ownership.js'
 import type { GroupPartitionState } from '../queue/store.js'

@@ -18,7 +18,7 @@
  * The hooks must run before the `$queue/` adapter's hooks, which store the message and join consumer
  * groups: startServer attaches this before any extension.
  */
-import { isLoopbackAddress } from '../loopback.js'
+import { isLoopbackAddress } from '../net/loopback.js'
 import type { Aedes, AuthenticateError, Client, PublishPacket, Subscription } from 'aedes'
 import { Acl, AclActions, unsharedFilter, type AclAction, type AclSubject } from '../auth/acl.js'
 import { decoyHash, parsePasswordHash, verifyPassword, type ScryptHash } from '../auth/password.js'

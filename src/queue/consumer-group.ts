@@ -1,4 +1,4 @@
-import { GroupProgress } from './group-progress.js'
+import { GroupProgress, type InflightHolder } from './group-progress.js'
 import type { GroupRecord } from './store.js'
 import type { TimerEntry } from './timer-queue.js'
 import type { ConsumerConnection, QueueSettings } from './types.js'
@@ -17,7 +17,7 @@ export class ConsumerState {
 }
 
 /** A consumer's place in one group. */
-export class Member {
+export class Member implements InflightHolder {
   inflight = 0
 
   constructor(

@@ -1,12 +1,28 @@
-import type { Member } from './consumer-group.js'
 import type { GroupPartitionState, StoreOp } from './store.js'
 import type { TimerEntry } from './timer-queue.js'
-import type { QueueMessage } from './types.js'
+import type { ConsumerConnection, QueueMessage } from './types.js'
+
+/**
+ * Who holds a delivery in flight, as settling and releasing it need it: the group member and its
+ * client, with their in-flight counts. consumer-group.ts's `Member` is one; declared here so that this
+ * module does not import consumer-group.ts, which builds a GroupProgress per partition (no cycle).
+ */
+export interface InflightHolder {
+  inflight: number
+  readonly consumer: {
+    inflight: number
+    readonly connection: ConsumerConnection
+    /** The client's memberships, across queues (whose partitions to wake when it has room again). */
+    readonly members: ReadonlySet<{ readonly group: { readonly queue: string } }>
+    hasCapacity(): boolean
+  }
+  hasCapacity(maxInflightPerConsumer: number): boolean
+}
 
 /** A delivery that waits for its settle. */
 export interface Inflight {
   readonly message: QueueMessage
-  readonly member: Member
+  readonly member: InflightHolder
   readonly deliveredAtMs: number
   deadline: TimerEntry
 }

@@ -5,7 +5,7 @@
 import type { TestContext } from 'node:test'
 import * as grpc from '@grpc/grpc-js'
 import { loadAdminServiceDefinition } from '../../src/admin/grpc-server.js'
-import { ERROR_CODE_TRAILER } from '../../src/grpc.js'
+import { ERROR_CODE_TRAILER } from '../../src/net/grpc.js'
 import { TIMEOUT_MS } from './server.js'
 
 export type AdminRpc = <T = unknown>(method: string, request?: object) => Promise<T>

@@ -3,7 +3,7 @@
  * text exposition.
  */
 import assert from 'node:assert/strict'
-import type { RunningServer } from '../../src/server.js'
+import type { RunningServer } from '../../src/compose.js'
 
 /** `GET /metrics`: the body; fails unless 200 with the Prometheus text content type. */
 export async function scrape(server: Pick<RunningServer, 'httpPort'>): Promise<string> {

@@ -14,7 +14,7 @@ import { once } from 'node:events'
 import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { validateConfig, type RawConfig, type SpoolConfig } from '../../src/config/index.js'
-import { startServer, type RunningServer, type StartOptions } from '../../src/server.js'
+import { startServer, type RunningServer, type StartOptions } from '../../src/compose.js'
 import { within } from './wait.js'
 
 export const TIMEOUT_MS = 5_000

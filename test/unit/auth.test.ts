@@ -13,7 +13,7 @@ import {
   verifyPassword,
 } from '../../src/auth/password.js'
 import { ConfigError, validateConfig, type RawConfig } from '../../src/config/index.js'
-import { isLoopbackAddress } from '../../src/loopback.js'
+import { isLoopbackAddress } from '../../src/net/loopback.js'
 import { publishRequest } from '../../src/protocol/mqtt-auth.js'
 
 void test('hashPassword makes a scrypt$N$r$p$salt$hash line that verifies the password and no other', async () => {

@@ -16,9 +16,8 @@ import type {
   QueueService,
   SettleInput,
 } from '../../src/queue/types.js'
-import { attachQueues, type QueueAdapter } from '../../src/protocol/queue-adapter.js'
-import { silentLogger } from '../../src/queue/logger.js'
-import type { RunningServer } from '../../src/server.js'
+import type { QueueAdapter } from '../../src/protocol/queue-adapter.js'
+import type { RunningServer } from '../../src/compose.js'
 import { connectClient, nextMessage, startTestServer, TIMEOUT_MS, uniqueId } from '../helpers/server.js'
 import { until, within } from '../helpers/wait.js'
 
@@ -137,18 +136,8 @@ interface Setup {
 
 async function setup(t: TestContext): Promise<Setup> {
   const queues = new FakeQueues()
-  let adapter: QueueAdapter | undefined
-  const server = await startTestServer(t, {
-    start: {
-      queues: (ctx) => {
-        adapter = attachQueues(ctx, queues, silentLogger)
-        const attached = adapter
-        return Promise.resolve(() => Promise.resolve(attached.close()))
-      },
-    },
-  })
-  assert.ok(adapter)
-  return { server, queues, adapter }
+  const server = await startTestServer(t, { start: { queueService: queues } })
+  return { server, queues, adapter: server.queueAdapter }
 }
 
 /** A PUBACK's reason code and Reason String, from mqtt.js' publish callback. */

@@ -19,12 +19,12 @@
  * - `0x00 0x02 queue 0x00 partition:u32be` -> the partition's highest seq ever assigned, written when
  *   entries are removed, so that a partition drained to empty still never reuses a seq after a restart.
  */
-import type { MessageProperties } from '../../queue/types.js'
 import { writeBatch, type LevelOp } from '../level/batch.js'
 import { LevelError } from '../level/errors.js'
 import { AfterFailure, GroupCommitter } from '../level/group-committer.js'
 import { isU32, MAX_U32 } from '../level/keys.js'
 import { openLevel, type LevelDb, type LevelFormat } from '../level/open.js'
+import type { BufferedPublish } from './buffered-publish.js'
 import { ForwardBufferError, ForwardBufferErrorCodes } from './errors.js'
 import {
   decodeEntryKey,
@@ -43,18 +43,7 @@ import {
 } from './forward-keys.js'
 
 export { ForwardBufferError, ForwardBufferErrorCodes, type ForwardBufferErrorCode } from './errors.js'
-
-/** A `$queue/` publish kept until the owner of its partition has taken it. */
-export interface BufferedPublish {
-  readonly queue: string
-  readonly partition: number
-  readonly payload: Uint8Array
-  readonly properties: MessageProperties
-  /** When this node accepted it; the owner keeps it as the enqueue time. */
-  readonly acceptedAtMs: number
-  /** The publisher's Message Expiry Interval, counted from {@link acceptedAtMs}. */
-  readonly messageExpirySeconds?: number
-}
+export type { BufferedPublish } from './buffered-publish.js'
 
 /** A buffered publish with its place in its partition's FIFO. */
 export interface BufferedEntry {

@@ -6,7 +6,7 @@
 import { decodeMessageValue, encodeMessageValue } from '../level-codec.js'
 import { readU64, TERMINATOR, writeU64 } from '../level/keys.js'
 import { ForwardBufferError, ForwardBufferErrorCodes } from './errors.js'
-import type { BufferedPublish } from './forward-buffer.js'
+import type { BufferedPublish } from './buffered-publish.js'
 
 const META = 0x00
 const META_FORMAT = 0x01

@@ -1,6 +1,6 @@
 /**
- * The node's one gRPC listener (`grpc.port`): server.ts creates it, extensions add their services
- * (the admin service, cluster traffic between nodes), then it binds next to the MQTT listener.
+ * The node's one gRPC listener (`grpc.port`): the composition root creates it, adds the services
+ * (the admin service, cluster traffic between nodes), then binds it next to the MQTT listener.
  */
 import { existsSync } from 'node:fs'
 import { dirname, join } from 'node:path'
