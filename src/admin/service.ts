@@ -4,13 +4,18 @@
  * results into JSON-ready views. The HTTP API (./http-api.ts) is a thin layer over it; an admin gRPC
  * service would be another.
  */
-import { ConfigError, resolveQueueSettings } from '../config/index.js'
 import type { GroupStats, QueueAdmin, QueueStats } from '../queue/admin.js'
 import { PENDING_DEAD_LETTERS_GROUP } from '../queue/dead-letters.js'
 import { QueueErrorCodes } from '../queue/errors.js'
 import { parseMessageId } from '../queue/message-id.js'
-import { DEAD_LETTER_PREFIX, queueNameProblem, type QueueSettingsOverrides } from '../queue/settings.js'
-import { DEFAULT_QUEUE_SETTINGS, type QueueMessage, type QueueSettings } from '../queue/types.js'
+import {
+  DEAD_LETTER_PREFIX,
+  parseQueueSettingsOverrides,
+  queueNameProblem,
+  QueueSettingError,
+  type QueueSettingsOverrides,
+} from '../queue/settings.js'
+import type { QueueMessage, QueueSettings } from '../queue/types.js'
 import { AdminError, AdminErrorCodes } from './errors.js'
 
 /** What the service needs of the core: its administration port. */
@@ -140,30 +145,19 @@ function queueName(name: string): string {
 }
 
 /**
- * Validates settings overrides with the config file's rules (field-named errors, unknown keys
- * refused) and keeps only the fields given, typed: the core stores them as the queue's own settings.
+ * Parses settings overrides by the one settings table (src/queue/settings.ts), with the config file's
+ * rules (field-named errors, unknown keys refused), keeping only the fields given: the core stores
+ * them as the queue's own settings.
  */
 function settingsOverrides(raw: unknown): QueueSettingsOverrides {
   if (raw === undefined) return {}
   if (!isObject(raw)) throw invalid('settings must be a JSON object')
-  let resolved: QueueSettings
   try {
-    resolved = resolveQueueSettings(raw, 'settings', DEFAULT_QUEUE_SETTINGS)
+    return parseQueueSettingsOverrides(raw)
   } catch (err) {
-    if (err instanceof ConfigError) throw new AdminError(QueueErrorCodes.invalidSettings, err.message)
-    throw err
+    if (!(err instanceof QueueSettingError)) throw err
+    throw new AdminError(QueueErrorCodes.invalidSettings, `settings.${err.message}`)
   }
-  const overrides: Record<string, unknown> = {}
-  for (const key of Object.keys(raw) as Array<keyof QueueSettings>) {
-    const nested = raw[key]
-    if ((key === 'retry' || key === 'durability') && isObject(nested)) {
-      const part = resolved[key] as Record<string, unknown>
-      overrides[key] = Object.fromEntries(Object.keys(nested).map((field) => [field, part[field]]))
-    } else {
-      overrides[key] = resolved[key]
-    }
-  }
-  return overrides
 }
 
 function iso(ms: number): string {

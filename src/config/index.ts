@@ -1,21 +1,16 @@
-export {
-  ConfigError,
-  defaultConfig,
-  LogLevels,
-  resolveQueueSettings,
-  RoutingModes,
-  validateConfig,
-} from './schema.js'
+export { ConfigError } from './fields.js'
+export { parseQueueSettings } from './queues.js'
+export { defaultConfig, validateConfig } from './schema.js'
+export { LogLevels, RoutingModes } from './types.js'
 export type {
   AdminConfig,
   AuthConfig,
   AuthUser,
   ClusterConfig,
   LogLevel,
-  QueueSettingsOverride,
   RawConfig,
   RoutingMode,
   SpoolConfig,
-} from './schema.js'
+} from './types.js'
 export { loadConfig, SOURCE_MAPPINGS, USAGE, UsageError } from './load.js'
 export type { LoadInput, LoadResult } from './load.js'

@@ -4,7 +4,9 @@
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { ConfigError, validateConfig, type RawConfig, type SpoolConfig } from './schema.js'
+import { ConfigError } from './fields.js'
+import { validateConfig } from './schema.js'
+import type { RawConfig, SpoolConfig } from './types.js'
 
 /** One setting reachable from env and CLI: its path in the config tree. */
 interface Mapping {

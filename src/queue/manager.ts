@@ -14,17 +14,16 @@ import { silentObserver, type QueueObserver } from './observer.js'
 import { PartitionOwnership, type PartitionHost, type PartitionSnapshot } from './partition-ownership.js'
 import type { Queue } from './queue.js'
 import { QueueRegistry } from './registry.js'
-import { queueNameProblem, type QueueSettingsOverrides } from './settings.js'
+import { DEFAULT_QUEUE_SETTINGS, queueNameProblem, type QueueSettingsOverrides } from './settings.js'
 import type { QueueStore, StoreOp } from './store.js'
 import { TimerQueue } from './timer-queue.js'
-import {
-  DEFAULT_QUEUE_SETTINGS,
-  type ConsumerConnection,
-  type PublishInput,
-  type QueueMessage,
-  type QueueSettings,
-  type SettleInput,
-  type SubscribeOptions,
+import type {
+  ConsumerConnection,
+  PublishInput,
+  QueueMessage,
+  QueueSettings,
+  SettleInput,
+  SubscribeOptions,
 } from './types.js'
 import { CoreWrites, NO_OPS } from './writes.js'
 

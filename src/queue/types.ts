@@ -90,51 +90,55 @@ export interface SettleInput {
 export const Orderings = { partition: 'partition', strict: 'strict', none: 'none' } as const
 export type Ordering = (typeof Orderings)[keyof typeof Orderings]
 
-/** Per-queue settings; defaults come from config, queues may override any of them. */
+/**
+ * Per-queue settings, like NATS's ConsumerConfig: one documented set. Their kinds, limits, defaults
+ * and these docs are the table `QUEUE_SETTING_FIELDS` in ./settings.ts (which also holds
+ * `DEFAULT_QUEUE_SETTINGS`); config may change the defaults, and queues may override any of them.
+ */
 export interface QueueSettings {
+  /**
+   * Partitions of the queue; a message goes to one, by its `partition-key` or round robin. May grow,
+   * never shrink, and change only while the queue is empty.
+   */
   partitions: number
+  /**
+   * `partition`: FIFO per partition; `strict`: one partition, global FIFO; `none`: any consumer takes
+   * any message.
+   */
   ordering: Ordering
+  /** Unsettled deliveries per partition and group in the ordered modes. */
   maxInflightPerPartition: number
+  /** Unsettled deliveries per consumer and group. */
   maxInflightPerConsumer: number
+  /** Time a consumer has to settle a delivery before it is retried. */
   deliveryTimeoutMs: number
-  /** `sync: true` fsyncs every group commit (survives power loss); false survives a killed process. */
-  durability: { sync: boolean }
+  durability: {
+    /** `true` fsyncs every group commit (survives power loss); `false` survives a killed process. */
+    sync: boolean
+  }
   retry: {
+    /** Backoff before the second delivery; 0 retries at once. */
     initialDelayMs: number
+    /** Growth of the backoff per earlier delivery; 1 keeps it constant. */
     factor: number
+    /** Cap of the backoff. */
     maxDelayMs: number
+    /** Deliveries to a group before the message is dead-lettered (`max-deliveries`). */
     maxDeliveries: number
+    /** Age (since publish) past which a message is dead-lettered (`timeout`) instead of retried. */
     totalTimeoutMs: number
   }
+  /** Largest message accepted, counting payload, queue name and properties. */
   maxMessageBytes: number
+  /** Most messages stored in the queue (per node in a cluster). */
   maxDepth: number
   /**
-   * A consumer group with no member online for this long is deleted, and the messages it held are
-   * released to the other groups' retention. 0: never.
+   * A consumer group with no member online for this long is deleted, releasing what it held; 0:
+   * never.
    */
   groupExpiryMs: number
-  /** {@link groupExpiryMs} for implicit groups (a SUBSCRIBE without `consumer-group`). 0: never. */
+  /** The same for implicit groups (a SUBSCRIBE without `consumer-group`); 0: never. */
   implicitGroupExpiryMs: number
-}
-
-export const DEFAULT_QUEUE_SETTINGS: QueueSettings = {
-  partitions: 10,
-  ordering: Orderings.partition,
-  maxInflightPerPartition: 1,
-  maxInflightPerConsumer: 100,
-  deliveryTimeoutMs: 30_000,
-  durability: { sync: false },
-  retry: {
-    initialDelayMs: 5_000,
-    factor: 2,
-    maxDelayMs: 300_000,
-    maxDeliveries: 10,
-    totalTimeoutMs: 3 * 60 * 60 * 1000,
-  },
-  maxMessageBytes: 1024 * 1024,
-  maxDepth: 100_000,
-  groupExpiryMs: 24 * 60 * 60 * 1000,
-  implicitGroupExpiryMs: 60 * 60 * 1000,
 }
 
 export const DeadLetterReasons = {

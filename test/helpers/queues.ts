@@ -5,7 +5,7 @@
  */
 import type { IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt'
 import type { RawConfig } from '../../src/config/index.js'
-import type { QueueSettingsOverride } from '../../src/config/schema.js'
+import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
 import { TIMEOUT_MS, uniqueId, type Received } from './server.js'
 import { within } from './wait.js'
 
@@ -15,7 +15,7 @@ export function uniqueQueue(prefix = 'q'): string {
 }
 
 /** `raw` config for {@link startTestServer} that declares `queue` with `settings`. */
-export function declareQueue(queue: string, settings: QueueSettingsOverride): RawConfig {
+export function declareQueue(queue: string, settings: QueueSettingsOverrides): RawConfig {
   return { queues: { declared: { [queue]: settings } } }
 }
 

@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IClientPublishOptions, MqttClient } from 'mqtt'
-import type { QueueSettingsOverride } from '../../src/config/schema.js'
+import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
 import {
   type Received,
   collect,
@@ -34,7 +34,7 @@ const ORIGINAL: IClientPublishOptions['properties'] = {
 }
 const PAYLOAD = '{"job":42}'
 
-async function setup(t: Parameters<typeof startTestServer>[0], settings: QueueSettingsOverride) {
+async function setup(t: Parameters<typeof startTestServer>[0], settings: QueueSettingsOverrides) {
   const queue = uniqueQueue('dlq')
   const server = await startTestServer(t, { raw: declareQueue(queue, settings) })
   const group = uniqueId('g')

@@ -12,14 +12,14 @@ import {
   subscribeQueue,
   uniqueQueue,
 } from '../helpers/queues.js'
-import type { QueueSettingsOverride } from '../../src/config/schema.js'
+import type { QueueSettingsOverrides } from '../../src/queue/settings.js'
 
 const QUIET_MS = 300
 
 /** A server declaring `queue`, a publisher that put `payload` in it, and a consumer of it. */
 async function oneMessage(
   t: Parameters<typeof startTestServer>[0],
-  settings: QueueSettingsOverride,
+  settings: QueueSettingsOverrides,
   payload = 'work',
 ) {
   const queue = uniqueQueue('retry')

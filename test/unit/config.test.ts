@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { hostname } from 'node:os'
 import { ConfigError, loadConfig, UsageError, validateConfig } from '../../src/config/index.js'
-import { DEFAULT_QUEUE_SETTINGS } from '../../src/queue/types.js'
+import { DEFAULT_QUEUE_SETTINGS } from '../../src/queue/settings.js'
 
 function files(content: Record<string, unknown>) {
   return (path: string): string => {

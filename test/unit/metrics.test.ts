@@ -4,7 +4,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { OTHER_LABEL, SpoolMetrics } from '../../src/observability/metrics.js'
 import type { QueueStats } from '../../src/queue/admin.js'
-import { DEFAULT_QUEUE_SETTINGS } from '../../src/queue/types.js'
+import { DEFAULT_QUEUE_SETTINGS } from '../../src/queue/settings.js'
 import { sample } from '../helpers/metrics.js'
 
 function stats(name: string, depth: number, groups: Array<[string, number]>): QueueStats {
