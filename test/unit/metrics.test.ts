@@ -2,7 +2,8 @@
 // collect-time queue gauges, fed through the QueueObserver port and a stand-in for listQueues().
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { OTHER_LABEL, SpoolMetrics } from '../../src/observability/metrics.js'
+import { OTHER_LABEL } from '../../src/observability/labels.js'
+import { SpoolMetrics } from '../../src/observability/metrics.js'
 import type { QueueStats } from '../../src/queue/admin.js'
 import { DEFAULT_QUEUE_SETTINGS } from '../../src/queue/settings.js'
 import { sample } from '../helpers/metrics.js'
