@@ -26,19 +26,18 @@ import {
 } from '../queue/types.js'
 import type { BrokerHooks } from './hooks.js'
 import { MqttQueueConsumer, type AedesClientInternals } from './queue-consumer.js'
+import { bypassQueueRouting } from './queue-routing-bypass.js'
+import { batchRefusal, LOGGED_FAILED_IDS, settleMessageIds, type SettleFailure } from './queue-settle-ids.js'
 import {
   messagePropertiesOf,
-  isMessageIdForm,
   nonNegativeIntegerProperty,
   QueueUserProperties,
   singleUserProperty,
-  userPropertyValues,
 } from './queue-properties.js'
 import {
   EdgeError,
   EdgeErrorCodes,
   MqttReasonCodes,
-  publishReasonCode,
   PublishRefusedError,
   subscribeReasonCode,
 } from './queue-reason-codes.js'
@@ -68,13 +67,6 @@ export interface QueueAdapter {
 type SubscriptionWithProperties = Subscription & { userProperties?: UserProperties }
 /** A subscription an authorizeSubscribe hook refuses with a reason (aedes patch 032). */
 type RefusedSubscription = Subscription & { refused: { reasonCode: number; reasonString: string } }
-
-/** aedes' routing methods as they are really called (lib/handlers, aedes.js), not as typed. */
-interface RoutingBroker {
-  publish(packet: { topic: string }, client: unknown, done?: (err?: Error) => void): void
-  subscribe(topic: string, func: unknown, done?: (err?: Error) => void): void
-  unsubscribe(topic: string, func: unknown, done?: (err?: Error) => void): void
-}
 
 /** aedes' persistence as used here: QoS 2 retransmission detection ([MQTT-4.3.3-2]). */
 interface IncomingPacketStore {
@@ -113,7 +105,7 @@ class MqttQueueAdapter implements QueueAdapter {
     broker.hooks.authorizePublish.push((client, packet) => this.#authorizePublish(client, packet))
     broker.hooks.authorizeSubscribe.push((client, sub) => this.#authorizeSubscribe(client, sub))
     broker.hooks.authorizeForward.push((_client, packet) => (isQueueTopic(packet.topic) ? null : packet))
-    this.#bypassRouting()
+    this.#detach.push(bypassQueueRouting(this.#aedes, this.#logger))
 
     this.#on('connackSent', (connack: ConnackPacket, client: Client) => this.#onConnack(connack, client))
     this.#on('ack', (_orig: unknown, client: Client, ack?: { messageId?: number }) =>
@@ -140,47 +132,6 @@ class MqttQueueAdapter implements QueueAdapter {
     const wrapped = listener as (...args: unknown[]) => void
     emitter.on(event, wrapped)
     this.#detach.push(() => emitter.removeListener(event, wrapped))
-  }
-
-  /**
-   * aedes calls `broker.publish` after `authorizePublish` accepted a PUBLISH, and `broker.subscribe` /
-   * `unsubscribe` when a SUBSCRIBE is granted or a client leaves. For `$queue/` topics the adapter has
-   * already done the work, so these calls end here and never reach mqemitter, the retained store or
-   * the offline queues. Wrapping the instance (not patching aedes) composes with the `$share/`
-   * dispatcher, which wraps the same methods.
-   */
-  #bypassRouting(): void {
-    const routing = this.#aedes as unknown as RoutingBroker
-    const publish = routing.publish.bind(routing)
-    const subscribe = routing.subscribe.bind(routing)
-    const unsubscribe = routing.unsubscribe.bind(routing)
-    const logger = this.#logger
-    routing.publish = (packet, client, done) => {
-      if (!isQueueTopic(packet.topic)) return publish(packet, client, done)
-      // Only a publish that went through authorizePublish was stored; anything else (a direct
-      // broker.publish by embedding code) has no producer to tell, so it is logged and dropped.
-      const callback = typeof client === 'function' ? (client as (err?: Error) => void) : done
-      if (client === null || typeof client === 'function') {
-        logger.warn(
-          { topic: packet.topic },
-          'queue publish dropped: not from a client (use QueueService.publish)',
-        )
-      }
-      if (callback !== undefined) setImmediate(callback)
-    }
-    routing.subscribe = (topic, func, done) => {
-      if (!isQueueTopic(topic)) return subscribe(topic, func, done)
-      if (done !== undefined) setImmediate(done)
-    }
-    routing.unsubscribe = (topic, func, done) => {
-      if (!isQueueTopic(topic)) return unsubscribe(topic, func, done)
-      if (done !== undefined) setImmediate(done)
-    }
-    this.#detach.push(() => {
-      routing.publish = publish
-      routing.subscribe = subscribe
-      routing.unsubscribe = unsubscribe
-    })
   }
 
   #consumerOf(client: Client): MqttQueueConsumer {
@@ -529,96 +480,4 @@ class MqttQueueAdapter implements QueueAdapter {
     consumer.clear()
     if (consumer.joined) this.#queues.disconnect(consumer)
   }
-}
-
-/** Most message-ids one settle may carry (repeated user property `message-id`), docs/queue-protocol.md. */
-export const MAX_SETTLE_MESSAGE_IDS = 1000
-/** Longest Reason String of a partly refused batch settle, in characters. */
-const MAX_BATCH_REASON_CHARS = 512
-/** Failed ids named in the log line of a partly refused batch settle. */
-const LOGGED_FAILED_IDS = 20
-
-interface SettleFailure {
-  readonly messageId: string
-  readonly err: unknown
-}
-
-/**
- * The message-ids of a settle: every `message-id` user property in order (MQTT 5 allows repeats), or,
- * without one, the payload (MQTT 3.1.1 has no user properties). Refuses, before anything is settled, an
- * empty list, more than {@link MAX_SETTLE_MESSAGE_IDS} ids, and an id given twice (its second settle
- * could only fail, which would make a partial success out of a mistake).
- */
-function settleMessageIds(packet: PublishPacket): readonly string[] {
-  const fromProperties = userPropertyValues(packet.properties?.userProperties, QueueUserProperties.messageId)
-  if (fromProperties.length === 0) {
-    const fromPayload = payloadText(packet).trim()
-    if (fromPayload === '') {
-      throw new PublishRefusedError(
-        MqttReasonCodes.unspecifiedError,
-        `settle on ${packet.topic} needs user property "message-id" (or the id as payload)`,
-      )
-    }
-    if (!isMessageIdForm(fromPayload)) {
-      throw PublishRefusedError.from(
-        new EdgeError(
-          EdgeErrorCodes.invalidPayload,
-          `the payload of a settle without user property "message-id" must be one message id (<partition>-<seq>), got "${truncate(fromPayload, 64)}"`,
-        ),
-      )
-    }
-    return [fromPayload]
-  }
-  if (fromProperties.length > MAX_SETTLE_MESSAGE_IDS) {
-    throw PublishRefusedError.from(
-      new EdgeError(
-        EdgeErrorCodes.invalidMessageIds,
-        `settle carries ${fromProperties.length} message-ids, at most ${MAX_SETTLE_MESSAGE_IDS} per settle; nothing was settled`,
-      ),
-    )
-  }
-  if (fromProperties.length === 1) return fromProperties
-  const seen = new Set<string>()
-  for (const id of fromProperties) {
-    if (seen.has(id)) {
-      throw PublishRefusedError.from(
-        new EdgeError(
-          EdgeErrorCodes.invalidMessageIds,
-          `message-id "${truncate(id, 64)}" is given twice in one settle; nothing was settled`,
-        ),
-      )
-    }
-    seen.add(id)
-  }
-  return fromProperties
-}
-
-/**
- * The PUBACK of a batch settle in which some ids failed: the reason code of the first failure (in the
- * order given) and a Reason String saying how many were settled and which ids failed and why, cut at
- * {@link MAX_BATCH_REASON_CHARS} characters.
- */
-function batchRefusal(total: number, failures: readonly SettleFailure[]): PublishRefusedError {
-  const first = failures[0]
-  let text = `${total - failures.length} of ${total} message-ids settled; failed:`
-  let named = 0
-  for (const { messageId, err } of failures) {
-    const entry = ` ${truncate(messageId, 64)} (${truncate(err instanceof Error ? err.message : String(err), 120)});`
-    const rest = failures.length - named - 1
-    const tail = rest > 0 ? ` and ${rest} more` : ''
-    if (text.length + entry.length + tail.length > MAX_BATCH_REASON_CHARS) break
-    text += entry
-    named++
-  }
-  if (named < failures.length) text += ` and ${failures.length - named} more`
-  else text = text.slice(0, -1)
-  return new PublishRefusedError(publishReasonCode(first?.err), text, { cause: first?.err })
-}
-
-function truncate(text: string, maxChars: number): string {
-  return text.length <= maxChars ? text : `${text.slice(0, maxChars - 1)}…`
-}
-
-function payloadText(packet: PublishPacket): string {
-  return typeof packet.payload === 'string' ? packet.payload : packet.payload.toString('utf8')
 }
