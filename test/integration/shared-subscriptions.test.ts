@@ -94,14 +94,31 @@ void test('MQTT 3.1.1 clients can use $share/ too', async (t) => {
   const topic = `v4share/${uniqueId()}`
   const a = await connectClient(t, server.mqttPort, { protocolVersion: 4 })
   const b = await connectClient(t, server.mqttPort, { protocolVersion: 4 })
-  await a.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
-  await b.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
+  // A plain (not shared) barrier topic both members subscribe to: it reaches each of them after every
+  // shared delivery published before it, so the counts below are final, not "at least".
+  const barrier = `${topic}-barrier`
+  for (const member of [a, b]) {
+    await member.subscribeAsync(`$share/g/${topic}`, { qos: 1 })
+    await member.subscribeAsync(barrier, { qos: 1 })
+  }
   const gotA = collect(a)
   const gotB = collect(b)
   const pub = await connectClient(t, server.mqttPort)
   for (let i = 0; i < 4; i++) await pub.publishAsync(topic, String(i), { qos: 1 })
-  await waitForCount(a, gotA, 2)
-  await waitForCount(b, gotB, 2)
+  await pub.publishAsync(barrier, 'end', { qos: 1 })
+  await waitForCount(a, gotA, 1)
+  await waitForCount(b, gotB, 1)
+  const barrierSeen = (got: Received[]) => got.some((m) => m.topic === barrier)
+  await until(() => barrierSeen(gotA) && barrierSeen(gotB), TIMEOUT_MS, 'the barrier on both members')
+  const shared = (got: Received[]) => got.filter((m) => m.topic === topic).map((m) => m.payload.toString())
+  const [sharedA, sharedB] = [shared(gotA), shared(gotB)]
+  assert.equal(sharedA.length, 2, `member a got ${JSON.stringify(sharedA)}`)
+  assert.equal(sharedB.length, 2, `member b got ${JSON.stringify(sharedB)}`)
+  assert.deepEqual(
+    [...sharedA, ...sharedB].sort(),
+    ['0', '1', '2', '3'],
+    'each message to exactly one member',
+  )
 })
 
 void test('an unacknowledged shared delivery to a persistent member is redelivered to it on reconnect', async (t) => {
