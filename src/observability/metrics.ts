@@ -221,6 +221,11 @@ export class SpoolMetrics {
       'Messages moved to dlq/<queue>, by reason (rejected, max-deliveries, timeout, expired).',
       ['queue', 'group', 'reason'],
     )
+    const writeFailures = counter(
+      'spool_queue_state_write_failures_total',
+      'Background writes of queue state (delivery attempts, retries, group records) that failed; each is also logged.',
+      ['queue'],
+    )
     const groupsExpired = counter(
       'spool_queue_groups_expired_total',
       'Consumer groups deleted after groupExpiryMs (implicitGroupExpiryMs) without a member online.',
@@ -293,6 +298,7 @@ export class SpoolMetrics {
         if (reason === DeadLetterReasons.expired) expired.inc(l)
       },
       groupExpired: (queue) => groupsExpired.inc({ queue: this.labels.queue(queue) }),
+      writeFailed: (queue) => writeFailures.inc({ queue: this.labels.queue(queue) }),
       batchWritten: (ops, durationMs) => {
         batchOps.observe(ops)
         writeSeconds.observe(durationMs / 1000)

@@ -37,8 +37,9 @@ export class CoreContext {
     if (!this.opened) throw new QueueError(QueueErrorCodes.closed, 'queue manager is not open')
   }
 
-  /** A write nobody awaits (a delivery's attempt, a retry, a group record) failed. */
+  /** A write nobody awaits (a delivery's attempt, a retry, a group record) failed: logged and counted. */
   logWriteFailure(error: unknown, where: WriteFailureContext): void {
     this.logger.error({ err: error, ...where }, 'queue state write failed')
+    this.observer.writeFailed(where.queue)
   }
 }

@@ -16,6 +16,8 @@ export interface QueueObserver {
   deadLettered(queue: string, group: string, reason: DeadLetterReason): void
   /** A group had no member for its expiry and was deleted. */
   groupExpired(queue: string, group: string): void
+  /** A background write of queue state (nobody awaits it) failed; it is logged too. */
+  writeFailed(queue: string): void
   /** One group commit written: how many ops, how long the write took. */
   batchWritten(ops: number, durationMs: number): void
 }
@@ -28,5 +30,6 @@ export const silentObserver: QueueObserver = {
   timedOut: () => undefined,
   deadLettered: () => undefined,
   groupExpired: () => undefined,
+  writeFailed: () => undefined,
   batchWritten: () => undefined,
 }

@@ -42,6 +42,7 @@ void test('a group without members shows its held backlog and idle time; one wit
   })
   metrics.watchQueues({ listQueues: () => [queue] })
   metrics.queueObserver.groupExpired('q', 'older')
+  metrics.queueObserver.writeFailed('q')
   const text = await metrics.exposition()
   assert.equal(sample(text, 'spool_queue_group_backlog', { queue: 'q', group: 'gone' }), 8)
   assert.equal(sample(text, 'spool_queue_group_backlog', { queue: 'q', group: 'live' }), 0)
@@ -49,6 +50,7 @@ void test('a group without members shows its held backlog and idle time; one wit
   assert.ok(idle >= 90 && idle < 120, `idle seconds ${idle}`)
   assert.equal(sample(text, 'spool_queue_group_idle_seconds', { queue: 'q', group: 'live' }), 0)
   assert.equal(sample(text, 'spool_queue_groups_expired_total', { queue: 'q' }), 1)
+  assert.equal(sample(text, 'spool_queue_state_write_failures_total', { queue: 'q' }), 1)
 })
 
 void test('queues beyond maxQueueLabels are counted under queue="_other"', async () => {
