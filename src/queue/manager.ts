@@ -14,7 +14,7 @@ import { silentObserver, type QueueObserver } from './observer.js'
 import { PartitionOwnership, type PartitionHost, type PartitionSnapshot } from './partition-ownership.js'
 import type { Queue } from './queue.js'
 import { QueueRegistry } from './registry.js'
-import { DEFAULT_QUEUE_SETTINGS, queueNameProblem, type QueueSettingsOverrides } from './settings.js'
+import { DEFAULT_QUEUE_SETTINGS, type QueueSettingsOverrides } from './settings.js'
 import type { QueueStore, StoreOp } from './store.js'
 import { TimerQueue } from './timer-queue.js'
 import type {
@@ -186,10 +186,9 @@ export class QueueManager implements PartitionHost {
 
   /** Checks name and size like {@link publish}, and creates no queue (a cluster node forwarding it). */
   checkPublish(input: PublishInput): void {
-    const queue = this.registry.find(input.queue)
-    const problem = queue === undefined ? queueNameProblem(input.queue) : queue.nameProblem
+    const problem = this.registry.nameProblem(input.queue)
     if (problem !== undefined) this.refusePublish(input, QueueErrorCodes.invalidQueueName, problem)
-    this.checkSize(input, queue?.settings ?? this.registry.settingsOf(input.queue))
+    this.checkSize(input, this.registry.settingsOf(input.queue))
   }
 
   /** Counts a refused publish and throws its QueueError. */
